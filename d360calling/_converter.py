@@ -1,0 +1,207 @@
+"""Every wire rule of the API, in one place.
+
+Decoding is tolerant: unknown keys are ignored, ``null`` means absent, enum values the API
+adds later are kept as ``str``, numbers and booleans sent as strings are read, and the
+documented alternative spellings (``expiration``, ``open_time``/``close_time``) are accepted.
+The strict converter is the same but refuses unknown keys, so tests notice API drift.
+Encoding omits fields the user did not set (``None``).
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+
+from .models.calls import CallActionRequest
+from .models.permissions import CallPermission
+from .models.settings import HolidaySchedule
+
+__all__ = ("decode", "decode_errors", "encode", "make_converter")
+
+T = TypeVar("T")
+
+# Documented alternative key -> the field it fills (when the field's own key is absent).
+_ALIASES: dict[type, dict[str, str]] = {
+    CallPermission: {"expiration": "expiration_time"},
+    HolidaySchedule: {"open_time": "start_time", "close_time": "end_time"},
+}
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def make_converter(*, strict: bool = False) -> cattrs.Converter:
+    """Build a converter with every hook registered (cattrs caches hooks on first use)."""
+    conv = cattrs.Converter(forbid_extra_keys=strict)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook_factory(_is_open_enum, _open_enum_hook)
+    conv.register_structure_hook_factory(_is_scalar_union, _scalar_union_hook)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _object_hook(conv, cls, strict))
+    conv.register_unstructure_hook_factory(
+        attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
+    )
+    conv.register_unstructure_hook_factory(_is_open_enum, lambda _: _unstructure_open_enum)
+    conv.register_unstructure_hook(CallActionRequest, _unstructure_call_action)
+    return conv
+
+
+def _object_hook(conv: cattrs.Converter, cls: type[T], strict: bool) -> Callable[[Any, Any], T]:
+    generated = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=strict)
+    aliases = _ALIASES.get(cls)
+
+    def structure(data: Any, _: Any) -> T:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a JSON object for {cls.__name__}, got {_kind(data)}")
+        if aliases or None in data.values():
+            data = {key: value for key, value in data.items() if value is not None}
+            for alias, field in (aliases or {}).items():
+                if alias in data and field not in data:
+                    data[field] = data.pop(alias)
+        return generated(data, cls)
+
+    return structure
+
+
+def _unstructure_call_action(request: CallActionRequest) -> dict[str, Any]:
+    action = request.action
+    wire: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "action": _unstructure_open_enum(action),
+    }
+    if request.to is not None:
+        wire["to"] = request.to
+    if request.call_id is not None:
+        wire["call_id"] = request.call_id
+    session = request.session
+    if session is not None:
+        wire["session"] = {"sdp_type": _unstructure_open_enum(session.sdp_type), "sdp": session.sdp}
+    if request.biz_opaque_callback_data is not None:
+        wire["biz_opaque_callback_data"] = request.biz_opaque_callback_data
+    return wire
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # ids sometimes arrive as numbers
+    raise TypeError(f"expected a string, got {_kind(value)}")
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise TypeError(f"expected an integer, got {_kind(value)} {value!r:.40}")
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        folded = value.strip().lower()
+        if folded in _TRUE:
+            return True
+        if folded in _FALSE:
+            return False
+    raise TypeError(f"expected a boolean, got {_kind(value)} {value!r:.40}")
+
+
+def _union_args(tp: Any) -> tuple[Any, ...] | None:
+    """The members of a union other than ``None``; ``None`` if ``tp`` is not a union."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return tuple(arg for arg in typing.get_args(tp) if arg is not type(None))
+    return None
+
+
+def _is_open_enum(tp: Any) -> bool:
+    """``SomeEnum | str``: an enum that keeps values it does not know."""
+    args = _union_args(tp)
+    return (
+        args is not None
+        and len(args) == 2
+        and str in args
+        and any(isinstance(a, type) and issubclass(a, enum.Enum) for a in args)
+    )
+
+
+def _open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    (enum_cls,) = (a for a in _union_args(tp) or () if a is not str)
+    by_value = {member.value: member for member in enum_cls}
+    by_folded = {str(member.value).casefold(): member for member in enum_cls}
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, str):
+            if value is None:  # reached only through an Optional member: null is absent
+                return None
+            raise TypeError(f"expected a string, got {_kind(value)}")
+        member = by_value.get(value)
+        if member is None:
+            member = by_folded.get(value.casefold())
+        return value if member is None else member
+
+    return structure
+
+
+def _unstructure_open_enum(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _is_scalar_union(tp: Any) -> bool:
+    args = _union_args(tp)
+    return args is not None and set(args) <= {int, str}
+
+
+def _scalar_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if (isinstance(value, (int, str)) and not isinstance(value, bool)) or value is None:
+            return value
+        raise TypeError(f"expected an integer or a string, got {_kind(value)}")
+
+    return structure
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+_TOLERANT = make_converter()
+_STRICT = make_converter(strict=True)
+
+
+def decode(cls: type[T], data: Any, *, strict: bool = False) -> T:
+    """Structure parsed JSON into ``cls``; raises cattrs' errors (see :func:`decode_errors`)."""
+    return (_STRICT if strict else _TOLERANT).structure(data, cls)
+
+
+def encode(obj: Any) -> Any:
+    """Unstructure a model into JSON-ready data, leaving out fields that are ``None``."""
+    return _TOLERANT.unstructure(obj)
+
+
+def decode_errors(exc: BaseException) -> str:
+    """One line naming every problem in a failed :func:`decode`, with the path to each field."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, path="body"))
+    return str(exc)

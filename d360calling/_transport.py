@@ -1,0 +1,233 @@
+"""One HTTP attempt over a pooled aiohttp session: no retries, no models.
+
+The session is created lazily inside the running loop, on first use. An injected session is
+never closed by us. aiohttp and asyncio errors never escape: they become APIConnectionError
+or APITimeoutError, with ``request_may_have_been_sent`` telling whether the server could
+have seen the request (only a connection that was never established is certain not to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+import attrs
+import yarl
+from multidict import CIMultiDictProxy
+
+from ._constants import API_KEY_HEADER, MAX_REDIRECTS, MAX_RESPONSE_BYTES
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientClosedError,
+    D360Error,
+    ResponseDecodeError,
+)
+
+__all__ = ("AsyncTransport", "RawResponse")
+
+USER_AGENT = f"d360calling/{__version__}"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Redirects that keep the method and body; others would turn a POST into a GET.
+_METHOD_KEEPING_REDIRECTS = frozenset({307, 308})
+# aiohttp rounds timeouts of 5 s and more up to whole seconds; we want them exact.
+_NO_CEIL = 1e9
+
+
+@attrs.frozen(kw_only=True)
+class RawResponse:
+    """What came back from one attempt, before any decoding."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    method: str
+    path: str
+    elapsed: float
+
+
+class AsyncTransport:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        connect_timeout: float,
+        pool_size: int,
+        keepalive_timeout: float,
+        ssl_context: ssl.SSLContext | None,
+        session: aiohttp.ClientSession | None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ):
+        self._base_url = base_url
+        self._origin = yarl.URL(base_url).origin()
+        self._connect_timeout = connect_timeout
+        self._pool_size = pool_size
+        self._keepalive_timeout = keepalive_timeout
+        self._ssl_context = ssl_context
+        self._session = session
+        self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._max_response_bytes = max_response_bytes
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        headers = {API_KEY_HEADER: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._headers = headers
+        self._json_headers = {**headers, "Content-Type": "application/json"}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _session_for_running_loop(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_size,
+                keepalive_timeout=self._keepalive_timeout,
+                ttl_dns_cache=10,
+                ssl=self._ssl_context if self._ssl_context is not None else True,
+                timeout_ceil_threshold=_NO_CEIL,
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._loop = loop
+        elif self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop and self._owns_session:
+            # aiohttp sessions are bound to the loop that made them; using one elsewhere
+            # fails later in confusing ways.
+            raise D360Error(
+                "this AsyncClient is bound to the event loop it first ran on; "
+                "create one client per event loop (or use the sync Client)"
+            )
+        return self._session
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=seconds,
+                connect=min(self._connect_timeout, seconds),
+                ceil_threshold=_NO_CEIL,
+            )
+            if len(self._timeouts) < 64:
+                self._timeouts[seconds] = timeout
+        return timeout
+
+    async def send(
+        self, method: str, path: str, body: bytes | None, *, timeout: float
+    ) -> RawResponse:
+        """Make one attempt; follow redirects only within the API's own origin."""
+        session = self._session_for_running_loop()
+        headers = self._headers if body is None else self._json_headers
+        client_timeout = self._timeout(timeout)
+        url = yarl.URL(self._base_url + path, encoded=True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                async with session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                    raise_for_status=False,
+                ) as resp:
+                    next_url = self._redirect_target(resp, method)
+                    if next_url is None:
+                        data = await self._read_body(resp, method, path)
+                        return RawResponse(
+                            status=resp.status,
+                            headers=resp.headers,
+                            body=data,
+                            method=method,
+                            path=path,
+                            elapsed=loop.time() - started,
+                        )
+                url = next_url
+            raise APIConnectionError(
+                f"more than {MAX_REDIRECTS} redirects",
+                method=method,
+                path=path,
+                request_may_have_been_sent=True,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            cls = APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
+            raise cls(
+                f"could not connect to {self._origin}: {exc}",
+                method=method,
+                path=path,
+                request_may_have_been_sent=False,
+            ) from exc
+        except asyncio.TimeoutError as exc:
+            raise APITimeoutError(
+                f"no complete response within {timeout:g} s",
+                method=method,
+                path=path,
+                request_may_have_been_sent=True,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(
+                f"connection failed: {type(exc).__name__}: {exc}",
+                method=method,
+                path=path,
+                request_may_have_been_sent=True,
+            ) from exc
+
+    def _redirect_target(self, resp: aiohttp.ClientResponse, method: str) -> yarl.URL | None:
+        """Where to follow ``resp`` to, or ``None`` to hand it back as it is.
+
+        Only redirects within the API's origin are followed, so the API key never goes to
+        another host; a POST follows only 307/308, which keep the method and body.
+        """
+        if resp.status not in _REDIRECTS:
+            return None
+        if method != "GET" and resp.status not in _METHOD_KEEPING_REDIRECTS:
+            return None
+        location = resp.headers.get("Location")
+        if not location:
+            return None
+        try:
+            target = resp.url.join(yarl.URL(location))
+        except ValueError:
+            return None
+        return target if target.origin() == self._origin else None
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        limit = self._max_response_bytes
+        length = resp.content_length
+        if length is not None and length <= limit:
+            return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        if length is None:
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        raise ResponseDecodeError(
+            f"response body larger than {limit} bytes refused",
+            status=resp.status,
+            body=b"".join(chunks)[:1024],
+            headers=resp.headers,
+            method=method,
+            path=path,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session if we made it; an injected one is left to its owner."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
