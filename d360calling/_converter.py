@@ -168,7 +168,7 @@ def _unstructure_open_enum(value: Any) -> Any:
 
 def _is_scalar_union(tp: Any) -> bool:
     args = _union_args(tp)
-    return args is not None and set(args) <= {int, str}
+    return args is not None and set(args) == {int, str}
 
 
 def _scalar_union_hook(tp: Any) -> Callable[[Any, Any], Any]:

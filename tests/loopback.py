@@ -74,7 +74,8 @@ SETTINGS_BODY: dict[str, Any] = {
 @dataclass
 class Reply:
     """A scripted reply. ``drop`` closes the connection after reading the request, without
-    answering; ``delay`` waits before answering."""
+    answering; ``delay`` waits before answering. A reply with neither ``json``, ``body`` nor
+    ``drop`` gives the contract's answer after its delay."""
 
     status: int = 200
     json: Any = None
@@ -113,7 +114,8 @@ class LoopbackAPI:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> LoopbackAPI:
+    def start(self, port: int = 0) -> LoopbackAPI:
+        self.port = port
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -123,7 +125,7 @@ class LoopbackAPI:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server
         assert server is not None
@@ -163,16 +165,19 @@ class LoopbackAPI:
         try:
             script = self._scripts.get((request.method, request.path))
             if script:
-                return await self._scripted(request, script.popleft())
+                reply = script.popleft()
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                if reply.drop or reply.json is not None or reply.body is not None:
+                    return self._scripted(request, reply)
+                # A reply with only a delay: then the contract's own answer.
             if request.headers.get("D360-API-KEY") != self.api_key:
                 return web.json_response({"error": "Invalid API key"}, status=401)
             return self._contract(request, body)
         finally:
             self.in_flight -= 1
 
-    async def _scripted(self, request: web.Request, reply: Reply) -> web.StreamResponse:
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+    def _scripted(self, request: web.Request, reply: Reply) -> web.StreamResponse:
         if reply.drop:
             assert request.transport is not None
             request.transport.abort()

@@ -1,0 +1,324 @@
+"""AsyncClient against a loopback server speaking the contract: every method, what it puts on
+the wire, and bad input refused before anything is sent."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from d360calling import (
+    AsyncClient,
+    CallActionRequest,
+    CallingSettings,
+    FeatureStatus,
+    InvalidRequestError,
+    PermissionStatus,
+    ResponseDecodeError,
+)
+from d360calling.errors import APIError
+from d360calling.models import CallHoursSettings, SipSettings
+
+from .loopback import API_KEY, LoopbackAPI, Reply
+
+OFFER = "v=0\r\no=- 46117314 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+ANSWER = "v=0\r\no=- 99 2 IN IP4 10.0.0.7\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+CALL_ID = "wacid.HBgLMTY0NjcwNDM1OTUVAgARGCA2QjE4RDY2NDFBNjM5N0U4QjA0QTAxMUVBOUU1MUEA"
+
+
+@pytest.mark.asyncio
+async def test_connect_call_sends_offer_and_returns_call_id(
+    api: LoopbackAPI, client: AsyncClient
+) -> None:
+    r = await client.connect_call(to="4915112345678", sdp=OFFER, biz_opaque_callback_data="order-42")
+    assert r.call_id == "wacid.T1"
+    (sent,) = api.requests
+    assert (sent.method, sent.path) == ("POST", "/calling/calls")
+    assert sent.json == {
+        "messaging_product": "whatsapp",
+        "action": "connect",
+        "to": "4915112345678",
+        "session": {"sdp_type": "offer", "sdp": OFFER},
+        "biz_opaque_callback_data": "order-42",
+    }
+    assert sent.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.asyncio
+async def test_sdp_is_sent_byte_for_byte(api: LoopbackAPI, client: AsyncClient) -> None:
+    sdp = "v=0\r\na=x:ünïcode \"quotes\" \\ back\r\n\r\n"
+    await client.accept_call(CALL_ID, sdp=sdp)
+    assert api.requests[0].json["session"]["sdp"] == sdp
+    assert "\\r\\n" in api.requests[0].body.decode()  # CRLF escaped once, not twice
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs", "expected"),
+    [
+        (
+            "pre_accept_call",
+            (CALL_ID,),
+            {"sdp": ANSWER},
+            {"action": "pre_accept", "session": {"sdp_type": "answer", "sdp": ANSWER}},
+        ),
+        (
+            "accept_call",
+            (CALL_ID,),
+            {"sdp": ANSWER, "biz_opaque_callback_data": "x"},
+            {
+                "action": "accept",
+                "session": {"sdp_type": "answer", "sdp": ANSWER},
+                "biz_opaque_callback_data": "x",
+            },
+        ),
+        ("reject_call", (CALL_ID,), {}, {"action": "reject"}),
+        ("terminate_call", (CALL_ID,), {}, {"action": "terminate"}),
+    ],
+)
+@pytest.mark.asyncio
+async def test_answer_side_actions(
+    api: LoopbackAPI,
+    client: AsyncClient,
+    method: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    expected: dict[str, Any],
+) -> None:
+    r = await getattr(client, method)(*args, **kwargs)
+    assert r.success is True
+    assert api.requests[0].json == {"messaging_product": "whatsapp", "call_id": CALL_ID, **expected}
+
+
+@pytest.mark.asyncio
+async def test_perform_call_action_general_form(api: LoopbackAPI, client: AsyncClient) -> None:
+    r = await client.perform_call_action(CallActionRequest(action="terminate", call_id=CALL_ID))
+    assert r.success
+    assert api.requests[0].json["action"] == "terminate"
+
+
+@pytest.mark.asyncio
+async def test_get_call_permissions(api: LoopbackAPI, client: AsyncClient) -> None:
+    p = await client.get_call_permissions("+4915112345678")
+    assert api.requests[0].path == "/calling/permissions/4915112345678"
+    assert api.requests[0].body == b""
+    assert p.permission.status is PermissionStatus.TEMPORARY
+    assert p.actions[1].limits[0].limit_expiration_time == 1745622600
+
+
+@pytest.mark.asyncio
+async def test_settings_get_update_get(api: LoopbackAPI, client: AsyncClient) -> None:
+    before = await client.get_settings()
+    assert before.calling.status is FeatureStatus.ENABLED
+    assert before.calling.sip is not None and before.calling.sip.servers == ()
+    result = await client.update_settings(calling=CallingSettings(status="DISABLED"))
+    assert result.success
+    assert api.requests_to("POST", "/calling/settings")[0].json == {
+        "calling": {"status": "DISABLED"}
+    }
+    after = await client.get_settings()
+    assert after.calling.status is FeatureStatus.DISABLED
+
+
+@pytest.mark.asyncio
+async def test_every_request_carries_key_and_user_agent(
+    api: LoopbackAPI, client: AsyncClient
+) -> None:
+    await client.get_settings()
+    await client.terminate_call(CALL_ID)
+    for request in api.requests:
+        assert request.headers["D360-API-KEY"] == API_KEY
+        assert request.headers["User-Agent"].startswith("d360calling/")
+        assert request.headers["Accept"] == "application/json"
+
+
+@pytest.mark.asyncio
+async def test_api_key_from_environment(
+    api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("D360_API_KEY", API_KEY)
+    monkeypatch.setenv("D360_BASE_URL", api.url)
+    async with AsyncClient() as client:
+        assert client.base_url == api.url
+        await client.get_settings()
+    assert api.requests[0].headers["D360-API-KEY"] == API_KEY
+
+
+def test_missing_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("D360_API_KEY", raising=False)
+    with pytest.raises(InvalidRequestError, match="D360_API_KEY"):
+        AsyncClient()
+
+
+def test_default_base_url() -> None:
+    assert AsyncClient(api_key="k").base_url == "https://waba-v2.360dialog.io"
+
+
+# -- bad responses -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "fragment"),
+    [
+        (Reply(body=b"<html>oops</html>", headers={"Content-Type": "text/html"}), "not JSON"),
+        (Reply(body=b'{"permission": {"status": "temp'), "not JSON"),
+        (Reply(json=[1, 2, 3]), "got an array"),
+        (Reply(json={"actions": []}), "permission"),
+        (Reply(body=b""), "not JSON"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_bad_bodies_raise_response_decode_error(
+    api: LoopbackAPI, client: AsyncClient, reply: Reply, fragment: str
+) -> None:
+    api.script("GET", "/calling/permissions/4915112345678", reply)
+    with pytest.raises(ResponseDecodeError) as info:
+        await client.get_call_permissions("4915112345678")
+    assert fragment in str(info.value)
+    assert info.value.status == 200
+    assert len(api.requests) == 1  # a bad body is not retried
+
+
+@pytest.mark.asyncio
+async def test_connect_without_call_id_is_a_decode_error(
+    api: LoopbackAPI, client: AsyncClient
+) -> None:
+    api.script("POST", "/calling/calls", Reply(json={"messaging_product": "whatsapp", "calls": []}))
+    with pytest.raises(ResponseDecodeError, match="without a call id"):
+        await client.connect_call("4915112345678", OFFER)
+
+
+@pytest.mark.asyncio
+async def test_success_false_is_an_error(api: LoopbackAPI, client: AsyncClient) -> None:
+    api.script("POST", "/calling/calls", Reply(json={"success": False}))
+    with pytest.raises(APIError, match="success=false"):
+        await client.reject_call(CALL_ID)
+
+
+@pytest.mark.asyncio
+async def test_strict_mode_refuses_unknown_keys_tolerant_mode_reads_them(
+    api: LoopbackAPI, client: AsyncClient
+) -> None:
+    body = {"success": True, "brand_new_field": 1}
+    api.script("POST", "/calling/calls", Reply(json=body), Reply(json=body))
+    with pytest.raises(ResponseDecodeError, match="brand_new_field"):
+        await client.terminate_call(CALL_ID)
+    async with AsyncClient(api_key=API_KEY, base_url=api.url) as tolerant:
+        assert (await tolerant.terminate_call(CALL_ID)).success
+
+
+# -- bad input: a typed error, and nothing sent -------------------------------------------
+
+LONG = "x" * 513
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda c: c.connect_call("", OFFER), "to must be a phone number"),
+        (lambda c: c.connect_call("+49 151 1234", OFFER), "to must be a phone number"),
+        (lambda c: c.connect_call("not-a-number", OFFER), "to must be a phone number"),
+        (lambda c: c.connect_call("4915112345678", ""), "start with 'v=0'"),
+        (lambda c: c.connect_call("4915112345678", "hello"), "start with 'v=0'"),
+        (lambda c: c.connect_call("4915112345678", b"v=0\r\n"), "must be a str"),
+        (lambda c: c.connect_call("4915112345678", OFFER, biz_opaque_callback_data=LONG), "513"),
+        (lambda c: c.accept_call("", ANSWER), "call_id must be a non-empty"),
+        (lambda c: c.accept_call("   ", ANSWER), "call_id must be a non-empty"),
+        (lambda c: c.accept_call("wacid. 1", ANSWER), "whitespace"),
+        (lambda c: c.accept_call(CALL_ID, None), "needs sdp"),
+        (lambda c: c.pre_accept_call(CALL_ID, "m=audio"), "SDP answer"),
+        (lambda c: c.reject_call(""), "call_id"),
+        (lambda c: c.terminate_call(None), "call_id"),
+        (lambda c: c.accept_call(CALL_ID, ANSWER, deadline="soon"), "deadline"),
+        (
+            lambda c: c.accept_call(CALL_ID, ANSWER, deadline=datetime.datetime(2030, 1, 1)),
+            "timezone-aware",
+        ),
+        (
+            lambda c: c.perform_call_action(CallActionRequest(action="hold", call_id=CALL_ID)),
+            "unknown call action",
+        ),
+        (
+            lambda c: c.perform_call_action(
+                CallActionRequest(action="reject", call_id=CALL_ID, biz_opaque_callback_data="x")
+            ),
+            "connect and accept only",
+        ),
+        (
+            lambda c: c.perform_call_action(
+                CallActionRequest(action="terminate", call_id=CALL_ID, sdp=OFFER)
+            ),
+            "takes no sdp",
+        ),
+        (
+            lambda c: c.perform_call_action(
+                CallActionRequest(action="connect", to="4915112345678", call_id=CALL_ID, sdp=OFFER)
+            ),
+            "not call_id",
+        ),
+        (lambda c: c.perform_call_action({"action": "reject"}), "CallActionRequest"),
+        (lambda c: c.get_call_permissions("abc"), "consumer_whatsapp_id"),
+        (lambda c: c.get_call_permissions("123/../settings"), "consumer_whatsapp_id"),
+        (lambda c: c.update_settings(CallingSettings()), "one feature"),
+        (
+            lambda c: c.update_settings(
+                CallingSettings(status="ENABLED", sip=SipSettings(status="ENABLED"))
+            ),
+            "separate update_settings calls",
+        ),
+        (lambda c: c.update_settings({"status": "ENABLED"}), "CallingSettings"),
+        (lambda c: c.get_settings(timeout=0), "timeout"),
+        (lambda c: c.get_settings(timeout=float("nan")), "timeout"),
+        (lambda c: c.get_settings(max_retries=-1), "max_retries"),
+        (lambda c: c.get_settings(max_retries=99), "max_retries"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_bad_input_is_refused_before_sending(
+    api: LoopbackAPI, client: AsyncClient, call: Any, fragment: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        await call(client)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert api.requests == []
+
+
+@pytest.mark.asyncio
+async def test_call_hours_update_is_one_feature(api: LoopbackAPI, client: AsyncClient) -> None:
+    hours = CallHoursSettings(status="DISABLED", timezone_id="Europe/Berlin")
+    await client.update_settings(CallingSettings(call_hours=hours))
+    assert api.requests[0].json == {
+        "calling": {"call_hours": {"status": "DISABLED", "timezone_id": "Europe/Berlin"}}
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"base_url": "http://api.example.com"}, "plain http"),
+        ({"base_url": "ftp://127.0.0.1"}, "https"),
+        ({"base_url": "waba-v2.360dialog.io"}, "absolute"),
+        ({"base_url": "https://user:pw@waba-v2.360dialog.io"}, "credentials"),
+        ({"timeout": -1}, "timeout"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"pool_size": 0}, "pool_size"),
+        ({"api_key": "key\nX-Injected: 1"}, "api_key"),
+        ({"session": object()}, "aiohttp.ClientSession"),
+    ],
+)
+def test_bad_options_are_refused_at_construction(options: dict[str, Any], fragment: str) -> None:
+    options.setdefault("api_key", "k")
+    with pytest.raises(InvalidRequestError, match=fragment):
+        AsyncClient(**options)
+
+
+def test_plain_http_is_allowed_to_loopback_only() -> None:
+    for url in ("http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"):
+        assert AsyncClient(api_key="k", base_url=url).base_url == url
+
+
+def test_async_client_refuses_plain_with() -> None:
+    client = AsyncClient(api_key="k")
+    with pytest.raises(TypeError, match="async with"), client:
+        pass

@@ -1,0 +1,251 @@
+"""Transport behaviour over real loopback connections: timeouts, pooling, keep-alive,
+redirects, session ownership, lifecycle, response size limit, and secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+
+from d360calling import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AsyncClient,
+    ClientClosedError,
+    D360Error,
+    ResponseDecodeError,
+)
+from d360calling._constants import MAX_RESPONSE_BYTES
+
+from .conftest import FAST_RETRY
+from .loopback import API_KEY, LoopbackAPI, Reply, running_api
+
+OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n"
+
+
+def make(api: LoopbackAPI, **options: object) -> AsyncClient:
+    options.setdefault("retry_policy", FAST_RETRY)
+    return AsyncClient(api_key=API_KEY, base_url=api.url, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_slow_server_times_out_within_the_attempt_timeout(api: LoopbackAPI) -> None:
+    api.script("GET", "/calling/settings", Reply(delay=3.0))
+    async with make(api, timeout=0.2, max_retries=0) as client:
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError) as info:
+            await client.get_settings()
+        elapsed = time.monotonic() - started
+    assert 0.2 <= elapsed < 0.6
+    assert info.value.request_may_have_been_sent
+    assert "0.2 s" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_timeouts_above_five_seconds_are_not_rounded_up(api: LoopbackAPI) -> None:
+    """aiohttp rounds timeouts of 5 s or more up to whole seconds unless told not to."""
+    api.script("GET", "/calling/settings", Reply(delay=7.0))
+    async with make(api, timeout=5.2, max_retries=0) as client:
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError):
+            await client.get_settings()
+        elapsed = time.monotonic() - started
+    assert elapsed < 5.7
+
+
+@pytest.mark.asyncio
+async def test_connections_are_kept_alive_and_reused(api: LoopbackAPI) -> None:
+    async with make(api) as client:
+        for _ in range(10):
+            await client.get_settings()
+    assert len(api.requests) == 10
+    assert len({r.peer for r in api.requests}) == 1
+
+
+@pytest.mark.asyncio
+async def test_pool_size_bounds_concurrent_connections(api: LoopbackAPI) -> None:
+    api.script("GET", "/calling/settings", *[Reply(delay=0.05)] * 12)
+    async with make(api, pool_size=2) as client:
+        await asyncio.gather(*(client.get_settings() for _ in range(12)))
+    assert len(api.requests) == 12
+    assert api.max_in_flight == 2
+    assert len({r.peer for r in api.requests}) == 2
+
+
+@pytest.mark.asyncio
+async def test_same_origin_redirect_is_followed_keeping_method_and_body(api: LoopbackAPI) -> None:
+    api.script(
+        "POST", "/calling/calls", Reply(status=307, body=b"", headers={"Location": "/calling/calls"})
+    )
+    async with make(api) as client:
+        r = await client.connect_call("4915112345678", OFFER)
+    assert r.call_id == "wacid.T1"
+    first, second = api.requests
+    assert second.json == first.json
+    assert second.headers["D360-API-KEY"] == API_KEY
+
+
+@pytest.mark.asyncio
+async def test_redirect_to_another_host_is_not_followed_and_gets_no_key(api: LoopbackAPI) -> None:
+    with running_api(api_key="other") as other:
+        for method, path in (("GET", "/calling/settings"), ("POST", "/calling/calls")):
+            api.script(
+                method, path, Reply(status=307, body=b"", headers={"Location": other.url + path})
+            )
+        async with make(api, max_retries=3) as client:
+            with pytest.raises(APIError) as info:
+                await client.get_settings()
+            assert info.value.status == 307
+            assert other.url in str(info.value)
+            with pytest.raises(APIError):
+                await client.terminate_call("wacid.X")
+        assert other.requests == []
+    assert len(api.requests) == 2  # and a redirect is not retried
+
+
+@pytest.mark.asyncio
+async def test_a_post_does_not_follow_a_redirect_that_would_turn_it_into_a_get(
+    api: LoopbackAPI,
+) -> None:
+    api.script(
+        "POST", "/calling/calls", Reply(status=302, body=b"", headers={"Location": "/elsewhere"})
+    )
+    async with make(api) as client:
+        with pytest.raises(APIError) as info:
+            await client.terminate_call("wacid.X")
+    assert info.value.status == 302
+    assert len(api.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_oversized_response_is_refused(api: LoopbackAPI) -> None:
+    api.script("GET", "/calling/settings", Reply(body=b"x" * (MAX_RESPONSE_BYTES + 1)))
+    async with make(api) as client:
+        with pytest.raises(ResponseDecodeError, match="larger than"):
+            await client.get_settings()
+
+
+@pytest.mark.asyncio
+async def test_injected_session_is_used_and_never_closed(api: LoopbackAPI) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with AsyncClient(api_key=API_KEY, base_url=api.url, session=session) as client:
+            await client.get_settings()
+        assert not session.closed
+        async with session.get(api.url + "/calling/settings") as resp:
+            assert resp.status == 401  # still usable, and it never got our key
+    assert api.requests[0].headers["D360-API-KEY"] == API_KEY
+
+
+@pytest.mark.asyncio
+async def test_injected_session_with_raise_for_status_still_maps_errors(api: LoopbackAPI) -> None:
+    api.script("GET", "/calling/settings", Reply(status=404, json={"error": "gone"}))
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        async with AsyncClient(api_key=API_KEY, base_url=api.url, session=session) as client:
+            with pytest.raises(APIError, match="gone"):
+                await client.get_settings()
+
+
+@pytest.mark.asyncio
+async def test_close_is_idempotent_and_later_calls_fail_clearly(api: LoopbackAPI) -> None:
+    client = make(api)
+    await client.get_settings()
+    await client.aclose()
+    await client.aclose()
+    assert client.closed
+    with pytest.raises(ClientClosedError):
+        await client.get_settings()
+    assert len(api.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_closing_an_unused_client_is_fine() -> None:
+    client = AsyncClient(api_key="k")
+    await client.aclose()
+    assert client.closed
+
+
+def test_a_client_is_bound_to_the_loop_it_first_ran_on(api: LoopbackAPI) -> None:
+    client = make(api)
+
+    async def use() -> None:
+        await client.get_settings()
+
+    async def close() -> None:
+        await client.aclose()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(use())
+        with pytest.raises(D360Error, match="event loop"):
+            asyncio.run(use())
+        loop.run_until_complete(close())
+    finally:
+        loop.close()
+
+
+# -- how aiohttp failures are mapped (narrow units; aioresponses injects the exception) -------
+
+
+@pytest.mark.parametrize(
+    ("exception", "cls", "sent"),
+    [
+        (
+            aiohttp.ClientConnectorError(
+                aiohttp.client_reqrep.ConnectionKey(
+                    "127.0.0.1", 1, False, True, None, None, None
+                ),
+                ConnectionRefusedError(111, "Connection refused"),
+            ),
+            APIConnectionError,
+            False,
+        ),
+        (aiohttp.ConnectionTimeoutError("pool full"), APITimeoutError, False),
+        (aiohttp.ServerDisconnectedError(), APIConnectionError, True),
+        (aiohttp.ClientPayloadError("truncated"), APIConnectionError, True),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), APIConnectionError, True),
+        (asyncio.TimeoutError(), APITimeoutError, True),
+    ],
+)
+@pytest.mark.asyncio
+async def test_transport_failures_are_mapped(
+    exception: Exception, cls: type[APIConnectionError], sent: bool
+) -> None:
+    async with AsyncClient(api_key=API_KEY, base_url="http://127.0.0.1:9", max_retries=0) as c:
+        with aioresponses() as mocked:
+            mocked.post("http://127.0.0.1:9/calling/calls", exception=exception)
+            with pytest.raises(cls) as info:
+                await c.connect_call("4915112345678", OFFER)
+    assert type(info.value) is cls
+    assert info.value.request_may_have_been_sent is sent
+    assert info.value.__cause__ is exception
+    assert "POST /calling/calls" in str(info.value)
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_api_key_never_in_repr_errors_or_logs(
+    api: LoopbackAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.script(
+        "GET",
+        "/calling/settings",
+        Reply(status=503, body=b""),
+        Reply(status=400, json={"error": "bad"}),
+    )
+    caplog.set_level(logging.DEBUG, logger="d360calling")
+    async with make(api) as client:
+        assert API_KEY not in repr(client)
+        with pytest.raises(APIError) as info:
+            await client.get_settings()
+    assert API_KEY not in str(info.value)
+    assert API_KEY not in repr(info.value)
+    assert "GET /calling/settings -> 503 attempt=1" in caplog.text
+    assert "retry 1 of 2" in caplog.text
+    assert API_KEY not in caplog.text
