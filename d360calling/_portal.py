@@ -22,15 +22,20 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
-__all__ = ("PORTAL", "Portal", "PortalUser")
+__all__ = ("ABANDONED_AFTER_FORK", "PORTAL", "Portal", "PortalUser")
 
 T = TypeVar("T")
 
 # How long an interrupted or closing caller waits for the task to finish cancelling.
 _CANCEL_GRACE = 2.0
+# How long a stopping loop lets unfinished tasks (a closing session) end before cancelling them.
+_DRAIN = 1.0
 _JOIN_TIMEOUT = 5.0
-# Windows cannot interrupt a blocking wait with Ctrl-C; poll there.
-_POLL = 0.1 if sys.platform == "win32" else None
+# A waiting caller wakes this often to check the loop thread is alive (Windows: to see Ctrl-C).
+_POLL = 0.1 if sys.platform == "win32" else 0.5
+# Objects a forked child inherited but must neither use nor finalise (their finalisers would
+# touch the parent's loop and sockets); kept alive until the child exits.
+ABANDONED_AFTER_FORK: list[object] = []
 
 
 class PortalUser(Protocol):
@@ -65,8 +70,8 @@ class Portal:
             if self._thread is None:
                 self._start()
 
-    def release(self, user: PortalUser) -> None:
-        """``user`` has closed; stop the loop thread once nobody uses it."""
+    def release(self, user: PortalUser, *, wait: bool = True) -> None:
+        """``user`` has closed; stop the loop thread once nobody uses it (``wait``: and join it)."""
         with self._lock:
             self._users.discard(user)
             if self._users or self._thread is None:
@@ -75,8 +80,17 @@ class Portal:
             self._loop = self._thread = None
         assert loop is not None
         loop.call_soon_threadsafe(loop.stop)
-        if thread is not threading.current_thread():
+        if wait and thread is not threading.current_thread():
             thread.join(_JOIN_TIMEOUT)
+
+    def close_soon(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start ``fn()`` on the loop without waiting for it (for finalisers, which must not
+        block); the loop lets it finish before it stops."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(lambda: loop.create_task(fn()))
 
     def _start(self) -> None:
         loop = asyncio.new_event_loop()
@@ -86,6 +100,14 @@ class Portal:
         thread.start()
         self._loop, self._thread = loop, thread
 
+    def refuse_reentry(self) -> None:
+        """Waiting for the portal from its own thread would never end: refuse at once."""
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "deadlock detected: a blocking d360calling.Client method was called from "
+                "the client's own event loop; use AsyncClient there"
+            )
+
     def run(
         self,
         fn: Callable[..., Coroutine[Any, Any, T]],
@@ -94,14 +116,10 @@ class Portal:
         **kwargs: Any,
     ) -> T:
         """Run ``fn(*args, **kwargs)`` on the portal loop and wait for its result."""
+        self.refuse_reentry()
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
-            raise RuntimeError("the portal is not running")
-        if threading.current_thread() is thread:
-            raise RuntimeError(
-                "deadlock detected: a blocking d360calling.Client method was called from "
-                "the client's own event loop; use AsyncClient there"
-            )
+            raise concurrent.futures.CancelledError("the portal stopped")
         context = contextvars.copy_context()
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
         task: list[asyncio.Task[T]] = []
@@ -121,16 +139,19 @@ class Portal:
             if task:
                 task[0].cancel()
 
-        loop.call_soon_threadsafe(start)
         try:
-            return _wait(done)
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # closed by a concurrent close()
+            raise concurrent.futures.CancelledError("the portal stopped") from None
+        try:
+            return _wait(done, thread)
         except BaseException:
             if done.done():
                 raise  # the call's own outcome
             # Interrupted while waiting (Ctrl-C): cancel the request, then let it propagate.
             loop.call_soon_threadsafe(cancel)
             with contextlib.suppress(BaseException):
-                _wait(done, _CANCEL_GRACE)
+                done.result(_CANCEL_GRACE)
             raise
 
     def shutdown(self) -> None:
@@ -142,6 +163,9 @@ class Portal:
 
     def after_fork_in_child(self) -> None:
         # The parent's loop thread does not exist here; its loop and sockets are not ours.
+        # Keep the loop referenced so its finaliser never runs here against the parent's state.
+        if self._loop is not None:
+            ABANDONED_AFTER_FORK.append(self._loop)
         self._lock = threading.Lock()
         self._loop = self._thread = None
         self._users = weakref.WeakSet()
@@ -157,9 +181,11 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
     finally:
         try:
             pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
             if pending:
+                # Let a session that is closing finish; cancel whatever is still running.
+                loop.run_until_complete(asyncio.wait(pending, timeout=_DRAIN))
+                for task in pending:
+                    task.cancel()
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
@@ -179,15 +205,17 @@ def _transfer(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None
         done.set_result(task.result())
 
 
-def _wait(done: concurrent.futures.Future[T], timeout: float | None = None) -> T:
-    if _POLL is None or timeout is not None:
-        return done.result(timeout)
-    while True:  # pragma: no cover - Windows only
+def _wait(done: concurrent.futures.Future[T], thread: threading.Thread) -> T:
+    """Wait for ``done``; if the loop thread stops first (a concurrent close), raise
+    CancelledError instead of waiting forever."""
+    while True:
         try:
             return done.result(_POLL)
         except concurrent.futures.TimeoutError:
             if done.done():
-                raise
+                raise  # the call's own TimeoutError
+            if not thread.is_alive():
+                raise concurrent.futures.CancelledError("the portal stopped") from None
 
 
 PORTAL = Portal()

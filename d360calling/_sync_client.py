@@ -21,7 +21,7 @@ from ._constants import (
     DEFAULT_POOL_SIZE,
     DEFAULT_TIMEOUT,
 )
-from ._portal import PORTAL
+from ._portal import ABANDONED_AFTER_FORK, PORTAL
 from ._retry import RetryPolicy
 from .errors import ClientClosedError
 
@@ -132,13 +132,15 @@ class Client:
         if getattr(self, "_closed", True) or getattr(self, "_generation", None) is None:
             return
         if self._generation == PORTAL.generation and PORTAL.thread is not None:
-            PORTAL.release(self)
+            PORTAL.close_soon(self._async.aclose)
+            PORTAL.release(self, wait=False)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         if self._generation is not None:
             # The parent's session lives on the parent's loop; build a fresh one here.
             self._generation = None
+            ABANDONED_AFTER_FORK.append(self._async)
             self._async = AsyncClient(**self._options)
 
     def _run(
@@ -148,6 +150,7 @@ class Client:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
+        PORTAL.refuse_reentry()
         with self._lock:
             if self._closed:
                 raise ClientClosedError("this Client is closed; create a new one")

@@ -110,6 +110,7 @@ class LoopbackAPI:
         self._call_seq = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.cancelled = 0  # handlers cancelled because the client went away
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -174,6 +175,9 @@ class LoopbackAPI:
             if request.headers.get("D360-API-KEY") != self.api_key:
                 return web.json_response({"error": "Invalid API key"}, status=401)
             return self._contract(request, body)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         finally:
             self.in_flight -= 1
 

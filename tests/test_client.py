@@ -22,7 +22,9 @@ from d360calling.models import CallHoursSettings, SipSettings
 
 from .loopback import API_KEY, LoopbackAPI, Reply
 
-OFFER = "v=0\r\no=- 46117314 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+OFFER = (
+    "v=0\r\no=- 46117314 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+)
 ANSWER = "v=0\r\no=- 99 2 IN IP4 10.0.0.7\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 CALL_ID = "wacid.HBgLMTY0NjcwNDM1OTUVAgARGCA2QjE4RDY2NDFBNjM5N0U4QjA0QTAxMUVBOUU1MUEA"
 
@@ -31,7 +33,9 @@ CALL_ID = "wacid.HBgLMTY0NjcwNDM1OTUVAgARGCA2QjE4RDY2NDFBNjM5N0U4QjA0QTAxMUVBOUU
 async def test_connect_call_sends_offer_and_returns_call_id(
     api: LoopbackAPI, client: AsyncClient
 ) -> None:
-    r = await client.connect_call(to="4915112345678", sdp=OFFER, biz_opaque_callback_data="order-42")
+    r = await client.connect_call(
+        to="4915112345678", sdp=OFFER, biz_opaque_callback_data="order-42"
+    )
     assert r.call_id == "wacid.T1"
     (sent,) = api.requests
     assert (sent.method, sent.path) == ("POST", "/calling/calls")
@@ -47,7 +51,7 @@ async def test_connect_call_sends_offer_and_returns_call_id(
 
 @pytest.mark.asyncio
 async def test_sdp_is_sent_byte_for_byte(api: LoopbackAPI, client: AsyncClient) -> None:
-    sdp = "v=0\r\na=x:ünïcode \"quotes\" \\ back\r\n\r\n"
+    sdp = 'v=0\r\na=x:ünïcode "quotes" \\ back\r\n\r\n'
     await client.accept_call(CALL_ID, sdp=sdp)
     assert api.requests[0].json["session"]["sdp"] == sdp
     assert "\\r\\n" in api.requests[0].body.decode()  # CRLF escaped once, not twice
@@ -110,7 +114,8 @@ async def test_get_call_permissions(api: LoopbackAPI, client: AsyncClient) -> No
 async def test_settings_get_update_get(api: LoopbackAPI, client: AsyncClient) -> None:
     before = await client.get_settings()
     assert before.calling.status is FeatureStatus.ENABLED
-    assert before.calling.sip is not None and before.calling.sip.servers == ()
+    assert before.calling.sip is not None
+    assert before.calling.sip.servers == ()
     result = await client.update_settings(calling=CallingSettings(status="DISABLED"))
     assert result.success
     assert api.requests_to("POST", "/calling/settings")[0].json == {
@@ -133,9 +138,7 @@ async def test_every_request_carries_key_and_user_agent(
 
 
 @pytest.mark.asyncio
-async def test_api_key_from_environment(
-    api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_api_key_from_environment(api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("D360_API_KEY", API_KEY)
     monkeypatch.setenv("D360_BASE_URL", api.url)
     async with AsyncClient() as client:

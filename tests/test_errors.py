@@ -134,7 +134,9 @@ def test_calling_not_enabled_is_permission_denied() -> None:
 
 @pytest.mark.parametrize("code", [4, 613, 80007, 130429, 138002, 138005])
 def test_throttling_codes_are_rate_limits_whatever_the_status(code: int) -> None:
-    assert isinstance(mapped(400, {"error": {"message": "slow down", "code": code}}), RateLimitError)
+    assert isinstance(
+        mapped(400, {"error": {"message": "slow down", "code": code}}), RateLimitError
+    )
 
 
 def test_html_502_names_the_page_not_the_markup() -> None:

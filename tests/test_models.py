@@ -94,14 +94,16 @@ def test_meta_shaped_settings_decode_strictly() -> None:
     assert hours.holiday_schedule == (
         HolidaySchedule(date="2026-01-01", start_time="0000", end_time="2359"),
     )
-    assert calling.sip is not None and calling.sip.servers is not None
+    assert calling.sip is not None
+    assert calling.sip.servers is not None
     server = calling.sip.servers[0]
     assert server.request_uri_user_params == {"KEY1": "VALUE1"}
     assert server.sip_user_password == "s3cret-sip"
     assert calling.srtp_key_exchange_protocol is SrtpKeyExchangeProtocol.SDES
     assert calling.audio is not None
     assert calling.audio.additional_codecs == (AudioCodec.PCMA, AudioCodec.PCMU)
-    assert calling.voicemail is not None and calling.voicemail.audio is not None
+    assert calling.voicemail is not None
+    assert calling.voicemail.audio is not None
     assert calling.voicemail.audio.default is not None
     assert calling.voicemail.audio.default.announcement_media_id == 1234567890
     assert calling.restrictions is not None
@@ -114,16 +116,20 @@ def test_seed_shaped_settings_decode_strictly() -> None:
     assert calling.call_hours == CallHoursSettings(
         status=FeatureStatus.DISABLED, timezone="Europe/Berlin", day_of_week_start="MONDAY"
     )
-    assert calling.sip is not None and calling.sip.servers is not None
+    assert calling.sip is not None
+    assert calling.sip.servers is not None
     assert calling.sip.servers[0].app_id == "123456"
     assert calling.sip.servers[0].password == "seed-pass"
-    assert calling.video is not None and calling.video.status is FeatureStatus.DISABLED
+    assert calling.video is not None
+    assert calling.video.status is FeatureStatus.DISABLED
     assert calling.ip_addresses is not None
     assert calling.ip_addresses.default == ("157.240.0.0/16", "2a03:2880::/32")
     assert calling.restrictions is not None
     assert calling.restrictions.all[0].type == "RESTRICTED_USER_INITIATED_CALLING"
-    assert calling.call_icons is not None and calling.call_icons.restrict_to_user_countries == ()
-    assert s.payload_encryption is not None and s.payload_encryption.status == "DISABLED"
+    assert calling.call_icons is not None
+    assert calling.call_icons.restrict_to_user_countries == ()
+    assert s.payload_encryption is not None
+    assert s.payload_encryption.status == "DISABLED"
     assert s.storage_configuration is not None
     assert s.storage_configuration.data_localization_region == "DE"
 
@@ -303,7 +309,9 @@ def test_settings_round_trip() -> None:
             weekly_operating_hours=(
                 WeeklyOperatingHours(day_of_week="MONDAY", open_time="0900", close_time="1700"),
             ),
-            holiday_schedule=(HolidaySchedule(date="2026-12-25", start_time="0000", end_time="2359"),),
+            holiday_schedule=(
+                HolidaySchedule(date="2026-12-25", start_time="0000", end_time="2359"),
+            ),
         ),
         sip=SipSettings(servers=(SipServer(hostname="h", port=5061, sip_user_password="p"),)),
     )

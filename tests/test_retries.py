@@ -131,7 +131,9 @@ async def test_connection_refused_is_retried_for_connect() -> None:
     policy = RetryPolicy(initial_delay=0.1, max_delay=0.1, jitter=0)
     try:
         async with AsyncClient(
-            api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", retry_policy=policy,
+            api_key=API_KEY,
+            base_url=f"http://127.0.0.1:{port}",
+            retry_policy=policy,
             max_retries=10,
         ) as client:
             r = await client.connect_call(WA_ID, OFFER)

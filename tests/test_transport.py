@@ -80,7 +80,9 @@ async def test_pool_size_bounds_concurrent_connections(api: LoopbackAPI) -> None
 @pytest.mark.asyncio
 async def test_same_origin_redirect_is_followed_keeping_method_and_body(api: LoopbackAPI) -> None:
     api.script(
-        "POST", "/calling/calls", Reply(status=307, body=b"", headers={"Location": "/calling/calls"})
+        "POST",
+        "/calling/calls",
+        Reply(status=307, body=b"", headers={"Location": "/calling/calls"}),
     )
     async with make(api) as client:
         r = await client.connect_call("4915112345678", OFFER)
@@ -144,10 +146,12 @@ async def test_injected_session_is_used_and_never_closed(api: LoopbackAPI) -> No
 @pytest.mark.asyncio
 async def test_injected_session_with_raise_for_status_still_maps_errors(api: LoopbackAPI) -> None:
     api.script("GET", "/calling/settings", Reply(status=404, json={"error": "gone"}))
-    async with aiohttp.ClientSession(raise_for_status=True) as session:
-        async with AsyncClient(api_key=API_KEY, base_url=api.url, session=session) as client:
-            with pytest.raises(APIError, match="gone"):
-                await client.get_settings()
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as session,
+        AsyncClient(api_key=API_KEY, base_url=api.url, session=session) as client,
+    ):
+        with pytest.raises(APIError, match="gone"):
+            await client.get_settings()
 
 
 @pytest.mark.asyncio
@@ -196,9 +200,7 @@ def test_a_client_is_bound_to_the_loop_it_first_ran_on(api: LoopbackAPI) -> None
     [
         (
             aiohttp.ClientConnectorError(
-                aiohttp.client_reqrep.ConnectionKey(
-                    "127.0.0.1", 1, False, True, None, None, None
-                ),
+                aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None),
                 ConnectionRefusedError(111, "Connection refused"),
             ),
             APIConnectionError,
