@@ -189,14 +189,7 @@ class AsyncClient:
         response, raw = await self._call_action(request, None, timeout, max_retries)
         call_id = response.call_id
         if not call_id:
-            raise ResponseDecodeError(
-                "connect was answered without a call id (the call may exist)",
-                status=raw.status,
-                body=raw.body,
-                headers=raw.headers,
-                method=raw.method,
-                path=raw.path,
-            )
+            raise _bad_body("connect was answered without a call id (the call may exist)", raw)
         return ConnectCallResponse(
             call_id=call_id, calls=response.calls, messaging_product=response.messaging_product
         )
@@ -405,7 +398,10 @@ class AsyncClient:
         """Send with retries; return the 2xx response or raise the last error."""
         attempt_timeout = self._timeout if timeout is None else check_seconds(timeout, "timeout")
         retries = self._max_retries if max_retries is None else check_max_retries(max_retries)
-        body = None if payload is None else _json.dumps(payload)
+        try:
+            body = None if payload is None else _json.dumps(payload)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from exc
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
@@ -457,25 +453,13 @@ class AsyncClient:
         try:
             data = _json.loads(raw.body)
         except _json.JSONDecodeError:
-            raise ResponseDecodeError(
-                f"expected a JSON {cls.__name__}, got {len(raw.body)} bytes that are not JSON",
-                status=raw.status,
-                body=raw.body,
-                headers=raw.headers,
-                method=raw.method,
-                path=raw.path,
+            raise _bad_body(
+                f"expected a JSON {cls.__name__}, got {len(raw.body)} bytes that are not JSON", raw
             ) from None
         try:
             return decode(cls, data, strict=self._strict)
         except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
-            raise ResponseDecodeError(
-                f"unexpected {cls.__name__}: {decode_errors(exc)}",
-                status=raw.status,
-                body=raw.body,
-                headers=raw.headers,
-                method=raw.method,
-                path=raw.path,
-            ) from exc
+            raise _bad_body(f"unexpected {cls.__name__}: {decode_errors(exc)}", raw) from exc
 
     @staticmethod
     def _raise_unsuccessful(raw: RawResponse) -> NoReturn:
@@ -487,3 +471,14 @@ class AsyncClient:
             method=raw.method,
             path=raw.path,
         )
+
+
+def _bad_body(message: str, raw: RawResponse) -> ResponseDecodeError:
+    return ResponseDecodeError(
+        message,
+        status=raw.status,
+        body=raw.body,
+        headers=raw.headers,
+        method=raw.method,
+        path=raw.path,
+    )

@@ -95,6 +95,8 @@ class AsyncTransport:
             )
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
             self._loop = loop
+        elif self._session.closed:
+            raise ClientClosedError("the aiohttp session given to this client has been closed")
         elif self._loop is None:
             self._loop = loop
         elif self._loop is not loop and self._owns_session:

@@ -270,6 +270,10 @@ LONG = "x" * 513
             "separate update_settings calls",
         ),
         (lambda c: c.update_settings({"status": "ENABLED"}), "CallingSettings"),
+        (
+            lambda c: c.update_settings(CallingSettings(status=object())),  # type: ignore[arg-type]
+            "cannot be encoded as JSON",
+        ),
         (lambda c: c.get_settings(timeout=0), "timeout"),
         (lambda c: c.get_settings(timeout=float("nan")), "timeout"),
         (lambda c: c.get_settings(max_retries=-1), "max_retries"),

@@ -144,6 +144,16 @@ async def test_injected_session_is_used_and_never_closed(api: LoopbackAPI) -> No
 
 
 @pytest.mark.asyncio
+async def test_a_closed_injected_session_is_a_clear_error(api: LoopbackAPI) -> None:
+    session = aiohttp.ClientSession()
+    client = AsyncClient(api_key=API_KEY, base_url=api.url, session=session)
+    await session.close()
+    with pytest.raises(ClientClosedError, match="session given to this client"):
+        await client.get_settings()
+    assert api.requests == []
+
+
+@pytest.mark.asyncio
 async def test_injected_session_with_raise_for_status_still_maps_errors(api: LoopbackAPI) -> None:
     api.script("GET", "/calling/settings", Reply(status=404, json={"error": "gone"}))
     async with (
