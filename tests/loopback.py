@@ -83,6 +83,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    chunked: bool = False  # send ``body`` with chunked encoding (no Content-Length)
 
 
 @dataclass
@@ -169,6 +170,8 @@ class LoopbackAPI:
                 reply = script.popleft()
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
+                if reply.chunked:
+                    return await self._chunked(request, reply)
                 if reply.drop or reply.json is not None or reply.body is not None:
                     return self._scripted(request, reply)
                 # A reply with only a delay: then the contract's own answer.
@@ -180,6 +183,16 @@ class LoopbackAPI:
             raise
         finally:
             self.in_flight -= 1
+
+    async def _chunked(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        response = web.StreamResponse(status=reply.status, headers=reply.headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        body = reply.body or b""
+        for start in range(0, len(body), 65536):
+            await response.write(body[start : start + 65536])
+        await response.write_eof()
+        return response
 
     def _scripted(self, request: web.Request, reply: Reply) -> web.StreamResponse:
         if reply.drop:

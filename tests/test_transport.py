@@ -4,6 +4,7 @@ redirects, session ownership, lifecycle, response size limit, and secrets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -128,6 +129,21 @@ async def test_a_post_does_not_follow_a_redirect_that_would_turn_it_into_a_get(
 async def test_oversized_response_is_refused(api: LoopbackAPI) -> None:
     api.script("GET", "/calling/settings", Reply(body=b"x" * (MAX_RESPONSE_BYTES + 1)))
     async with make(api) as client:
+        with pytest.raises(ResponseDecodeError, match="larger than"):
+            await client.get_settings()
+
+
+@pytest.mark.asyncio
+async def test_chunked_bodies_are_read_up_to_the_limit(api: LoopbackAPI) -> None:
+    settings = json.dumps(api.settings).encode()
+    api.script(
+        "GET",
+        "/calling/settings",
+        Reply(body=settings, chunked=True),
+        Reply(body=b" " * (MAX_RESPONSE_BYTES + 10), chunked=True),
+    )
+    async with make(api, max_retries=0) as client:
+        assert (await client.get_settings()).calling.status == "ENABLED"
         with pytest.raises(ResponseDecodeError, match="larger than"):
             await client.get_settings()
 
