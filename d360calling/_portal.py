@@ -130,7 +130,11 @@ class Portal:
                 done.cancel()
                 return
             # The task runs in a copy of the caller's context (logging/tracing context vars).
-            new = context.run(loop.create_task, fn(*args, **kwargs))
+            try:
+                new = context.run(lambda: loop.create_task(fn(*args, **kwargs)))
+            except BaseException as exc:  # fn failed before it could be awaited
+                done.set_exception(exc)
+                return
             new.add_done_callback(lambda t: _transfer(t, done))
             task.append(new)
 
@@ -149,7 +153,8 @@ class Portal:
             if done.done():
                 raise  # the call's own outcome
             # Interrupted while waiting (Ctrl-C): cancel the request, then let it propagate.
-            loop.call_soon_threadsafe(cancel)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(cancel)
             with contextlib.suppress(BaseException):
                 done.result(_CANCEL_GRACE)
             raise

@@ -113,6 +113,16 @@ def test_calling_from_the_portal_loop_raises_instead_of_deadlocking(
         PORTAL.run(reenter)
 
 
+def test_a_function_failing_before_it_is_awaited_does_not_hang(sync_client: Client) -> None:
+    sync_client.get_settings()
+
+    def not_a_coroutine_function() -> Any:
+        raise LookupError("failed at call time")
+
+    with pytest.raises(LookupError, match="call time"):
+        PORTAL.run(not_a_coroutine_function)
+
+
 def test_context_variables_reach_the_request(api: LoopbackAPI, sync_client: Client) -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("trace", default="unset")
     sync_client.get_settings()
