@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from . import _json
 from ._headers import parse_retry_after, request_id_from
 
@@ -47,7 +49,24 @@ __all__ = (
 
 
 class D360Error(Exception):
-    """Base class of every error raised by d360calling."""
+    """Base class of every error raised by d360calling.
+
+    Errors pickle (to cross process boundaries, e.g. in task queues) with all their fields.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {
+            key: CIMultiDict(value) if isinstance(value, CIMultiDictProxy) else value
+            for key, value in self.__dict__.items()
+        }
+        return (_restore, (type(self), self.args, state))
+
+
+def _restore(cls: type[D360Error], args: tuple[Any, ...], state: dict[str, Any]) -> D360Error:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequestError(D360Error, ValueError):

@@ -4,6 +4,7 @@ both through ``error_from_response`` and through a real response from a loopback
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -11,12 +12,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from d360calling import AsyncClient
 from d360calling.errors import (
     APIError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     NoCallPermissionError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseDecodeError,
     ServerError,
     error_from_response,
 )
@@ -171,6 +174,29 @@ def test_request_id_and_retry_after_are_exposed() -> None:
     error = mapped(429, {"error": "slow"}, x_request_id="req-77", retry_after="12")
     assert error.request_id == "req-77"
     assert error.retry_after == 12.0
+
+
+def test_errors_survive_pickling() -> None:
+    error = mapped(429, META_SDP_ERROR, retry_after="3", x_request_id="r-1")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is BadRequestError or type(copy) is type(error)
+    assert (copy.status, copy.code, copy.details, copy.retry_after) == (
+        429,
+        100,
+        error.details,
+        3.0,
+    )
+    assert copy.request_id == "r-1"
+    assert str(copy) == str(error)
+    timeout = APITimeoutError("slow", method="GET", path="/x", request_may_have_been_sent=True)
+    copy_timeout = pickle.loads(pickle.dumps(timeout))
+    assert type(copy_timeout) is APITimeoutError
+    assert copy_timeout.request_may_have_been_sent
+    assert str(copy_timeout) == str(timeout)
+    decode_error = ResponseDecodeError(
+        "bad", status=200, body=b"x", headers=headers(), method="GET", path="/"
+    )
+    assert pickle.loads(pickle.dumps(decode_error)).body == b"x"
 
 
 def test_redirect_status_says_where_it_was_going() -> None:
