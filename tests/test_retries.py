@@ -234,7 +234,7 @@ async def test_answer_side_retries_stop_at_the_deadline(api: LoopbackAPI) -> Non
         with pytest.raises(ServerError):
             await client.accept_call(CALL_ID, OFFER, deadline=time.time() + 0.3)
         elapsed = time.monotonic() - started
-    assert elapsed < 0.45
+    assert elapsed < 1.0  # without the deadline: 11 attempts and 10 waits
     assert 2 <= len(api.requests) <= 7  # well short of the 11 that max_retries allows
 
 
@@ -246,7 +246,7 @@ async def test_a_retry_is_cut_to_the_time_left_before_the_deadline(api: Loopback
         with pytest.raises(APITimeoutError):
             await client.terminate_call(CALL_ID, deadline=time.time() + 0.4)
         elapsed = time.monotonic() - started
-    assert elapsed < 0.8
+    assert elapsed < 2.0  # the retry's own timeout (10 s) was cut to the time left
 
 
 @pytest.mark.asyncio

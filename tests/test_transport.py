@@ -42,7 +42,7 @@ async def test_slow_server_times_out_within_the_attempt_timeout(api: LoopbackAPI
         with pytest.raises(APITimeoutError) as info:
             await client.get_settings()
         elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 0.6
+    assert 0.2 <= elapsed < 1.5  # the server would have taken 3 s
     assert info.value.request_may_have_been_sent
     assert "0.2 s" in str(info.value)
 
