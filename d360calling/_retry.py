@@ -22,7 +22,7 @@ from ._constants import (
     INITIAL_RETRY_DELAY,
     MAX_RETRY_DELAY,
 )
-from .errors import APIConnectionError, APIError, D360Error, RateLimitError, ServerError
+from .errors import APIConnectionError, APIError, D360Error, RateLimitError
 
 __all__ = ("Resend", "RetryPolicy")
 
@@ -51,7 +51,7 @@ class RetryPolicy:
             return False
         if isinstance(error, RateLimitError):
             return True
-        return isinstance(error, (ServerError, APIError)) and error.status in _RETRY_STATUSES
+        return isinstance(error, APIError) and error.status in _RETRY_STATUSES
 
     def delay(self, error: D360Error, attempt: int) -> float | None:
         """Seconds to wait before retry number ``attempt + 1``; ``None``: do not retry, because
