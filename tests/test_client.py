@@ -17,26 +17,26 @@ from d360calling import (
     PermissionStatus,
     ResponseDecodeError,
 )
-from d360calling.errors import APIError
+from d360calling.errors import APIError, BadRequestError
 from d360calling.models import CallHoursSettings, SipSettings
+from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
-from .loopback import API_KEY, LoopbackAPI, Reply
+from .helpers import API_KEY, USER
 
-OFFER = (
-    "v=0\r\no=- 46117314 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
-)
-ANSWER = "v=0\r\no=- 99 2 IN IP4 10.0.0.7\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+OFFER = sample_offer()
+ANSWER = sample_answer()
 CALL_ID = "wacid.HBgLMTY0NjcwNDM1OTUVAgARGCA2QjE4RDY2NDFBNjM5N0U4QjA0QTAxMUVBOUU1MUEA"
 
 
 @pytest.mark.asyncio
 async def test_connect_call_sends_offer_and_returns_call_id(
-    api: LoopbackAPI, client: AsyncClient
+    api: FakeCallingAPI, client: AsyncClient
 ) -> None:
     r = await client.connect_call(
         to="4915112345678", sdp=OFFER, biz_opaque_callback_data="order-42"
     )
-    assert r.call_id == "wacid.T1"
+    assert api.calls[r.call_id].state == "ringing"
+    assert api.calls[r.call_id].biz_opaque_callback_data == "order-42"
     (sent,) = api.requests
     assert (sent.method, sent.path) == ("POST", "/calling/calls")
     assert sent.json == {
@@ -50,9 +50,11 @@ async def test_connect_call_sends_offer_and_returns_call_id(
 
 
 @pytest.mark.asyncio
-async def test_sdp_is_sent_byte_for_byte(api: LoopbackAPI, client: AsyncClient) -> None:
+async def test_sdp_is_sent_byte_for_byte(api: FakeCallingAPI, client: AsyncClient) -> None:
     sdp = 'v=0\r\na=x:ünïcode "quotes" \\ back\r\n\r\n'
-    await client.accept_call(CALL_ID, sdp=sdp)
+    call = api.user_calls(USER)
+    with pytest.raises(BadRequestError, match="Invalid SDP"):  # the fake checks SDPs too
+        await client.accept_call(call.id, sdp=sdp)
     assert api.requests[0].json["session"]["sdp"] == sdp
     assert "\\r\\n" in api.requests[0].body.decode()  # CRLF escaped once, not twice
 
@@ -62,13 +64,13 @@ async def test_sdp_is_sent_byte_for_byte(api: LoopbackAPI, client: AsyncClient) 
     [
         (
             "pre_accept_call",
-            (CALL_ID,),
+            (),
             {"sdp": ANSWER},
             {"action": "pre_accept", "session": {"sdp_type": "answer", "sdp": ANSWER}},
         ),
         (
             "accept_call",
-            (CALL_ID,),
+            (),
             {"sdp": ANSWER, "biz_opaque_callback_data": "x"},
             {
                 "action": "accept",
@@ -76,42 +78,48 @@ async def test_sdp_is_sent_byte_for_byte(api: LoopbackAPI, client: AsyncClient) 
                 "biz_opaque_callback_data": "x",
             },
         ),
-        ("reject_call", (CALL_ID,), {}, {"action": "reject"}),
-        ("terminate_call", (CALL_ID,), {}, {"action": "terminate"}),
+        ("reject_call", (), {}, {"action": "reject"}),
+        ("terminate_call", (), {}, {"action": "terminate"}),
     ],
 )
 @pytest.mark.asyncio
 async def test_answer_side_actions(
-    api: LoopbackAPI,
+    api: FakeCallingAPI,
     client: AsyncClient,
     method: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     expected: dict[str, Any],
 ) -> None:
-    r = await getattr(client, method)(*args, **kwargs)
+    call = api.user_calls(USER)
+    r = await getattr(client, method)(call.id, *args, **kwargs)
     assert r.success is True
-    assert api.requests[0].json == {"messaging_product": "whatsapp", "call_id": CALL_ID, **expected}
+    assert api.requests[0].json == {"messaging_product": "whatsapp", "call_id": call.id, **expected}
+    assert api.calls[call.id].actions == [expected["action"]]
 
 
 @pytest.mark.asyncio
-async def test_perform_call_action_general_form(api: LoopbackAPI, client: AsyncClient) -> None:
-    r = await client.perform_call_action(CallActionRequest(action="terminate", call_id=CALL_ID))
+async def test_perform_call_action_general_form(api: FakeCallingAPI, client: AsyncClient) -> None:
+    call = api.user_calls(USER)
+    r = await client.perform_call_action(CallActionRequest(action="terminate", call_id=call.id))
     assert r.success
     assert api.requests[0].json["action"] == "terminate"
+    assert api.calls[call.id].end_reason == "terminated"
 
 
 @pytest.mark.asyncio
-async def test_get_call_permissions(api: LoopbackAPI, client: AsyncClient) -> None:
+async def test_get_call_permissions(api: FakeCallingAPI, client: AsyncClient) -> None:
     p = await client.get_call_permissions("+4915112345678")
     assert api.requests[0].path == "/calling/permissions/4915112345678"
     assert api.requests[0].body == b""
     assert p.permission.status is PermissionStatus.TEMPORARY
-    assert p.actions[1].limits[0].limit_expiration_time == 1745622600
+    assert p.permission.expiration_time is not None
+    assert p.can_start_call
+    assert p.actions[1].limits[0].max_allowed == 100
 
 
 @pytest.mark.asyncio
-async def test_settings_get_update_get(api: LoopbackAPI, client: AsyncClient) -> None:
+async def test_settings_get_update_get(api: FakeCallingAPI, client: AsyncClient) -> None:
     before = await client.get_settings()
     assert before.calling.status is FeatureStatus.ENABLED
     assert before.calling.sip is not None
@@ -127,10 +135,10 @@ async def test_settings_get_update_get(api: LoopbackAPI, client: AsyncClient) ->
 
 @pytest.mark.asyncio
 async def test_every_request_carries_key_and_user_agent(
-    api: LoopbackAPI, client: AsyncClient
+    api: FakeCallingAPI, client: AsyncClient
 ) -> None:
     await client.get_settings()
-    await client.terminate_call(CALL_ID)
+    await client.terminate_call(api.user_calls(USER).id)
     for request in api.requests:
         assert request.headers["D360-API-KEY"] == API_KEY
         assert request.headers["User-Agent"].startswith("d360calling/")
@@ -138,7 +146,9 @@ async def test_every_request_carries_key_and_user_agent(
 
 
 @pytest.mark.asyncio
-async def test_api_key_from_environment(api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_api_key_from_environment(
+    api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("D360_API_KEY", API_KEY)
     monkeypatch.setenv("D360_BASE_URL", api.url)
     async with AsyncClient() as client:
@@ -163,18 +173,18 @@ def test_default_base_url() -> None:
 @pytest.mark.parametrize(
     ("reply", "fragment"),
     [
-        (Reply(body=b"<html>oops</html>", headers={"Content-Type": "text/html"}), "not JSON"),
-        (Reply(body=b'{"permission": {"status": "temp'), "not JSON"),
-        (Reply(json=[1, 2, 3]), "got an array"),
-        (Reply(json={"actions": []}), "permission"),
-        (Reply(body=b""), "not JSON"),
+        (Fault(body=b"<html>oops</html>", headers={"Content-Type": "text/html"}), "not JSON"),
+        (Fault(body=b'{"permission": {"status": "temp'), "not JSON"),
+        (Fault(json=[1, 2, 3]), "got an array"),
+        (Fault(json={"actions": []}), "permission"),
+        (Fault(body=b""), "not JSON"),
     ],
 )
 @pytest.mark.asyncio
 async def test_bad_bodies_raise_response_decode_error(
-    api: LoopbackAPI, client: AsyncClient, reply: Reply, fragment: str
+    api: FakeCallingAPI, client: AsyncClient, reply: Fault, fragment: str
 ) -> None:
-    api.script("GET", "/calling/permissions/4915112345678", reply)
+    api.inject(reply, method="GET", path="/calling/permissions/4915112345678")
     with pytest.raises(ResponseDecodeError) as info:
         await client.get_call_permissions("4915112345678")
     assert fragment in str(info.value)
@@ -184,26 +194,30 @@ async def test_bad_bodies_raise_response_decode_error(
 
 @pytest.mark.asyncio
 async def test_connect_without_call_id_is_a_decode_error(
-    api: LoopbackAPI, client: AsyncClient
+    api: FakeCallingAPI, client: AsyncClient
 ) -> None:
-    api.script("POST", "/calling/calls", Reply(json={"messaging_product": "whatsapp", "calls": []}))
+    api.inject(
+        Fault(json={"messaging_product": "whatsapp", "calls": []}),
+        method="POST",
+        path="/calling/calls",
+    )
     with pytest.raises(ResponseDecodeError, match="without a call id"):
         await client.connect_call("4915112345678", OFFER)
 
 
 @pytest.mark.asyncio
-async def test_success_false_is_an_error(api: LoopbackAPI, client: AsyncClient) -> None:
-    api.script("POST", "/calling/calls", Reply(json={"success": False}))
+async def test_success_false_is_an_error(api: FakeCallingAPI, client: AsyncClient) -> None:
+    api.inject(Fault(json={"success": False}), method="POST", path="/calling/calls")
     with pytest.raises(APIError, match="success=false"):
         await client.reject_call(CALL_ID)
 
 
 @pytest.mark.asyncio
 async def test_strict_mode_refuses_unknown_keys_tolerant_mode_reads_them(
-    api: LoopbackAPI, client: AsyncClient
+    api: FakeCallingAPI, client: AsyncClient
 ) -> None:
     body = {"success": True, "brand_new_field": 1}
-    api.script("POST", "/calling/calls", Reply(json=body), Reply(json=body))
+    api.inject(Fault(json=body), Fault(json=body), method="POST", path="/calling/calls")
     with pytest.raises(ResponseDecodeError, match="brand_new_field"):
         await client.terminate_call(CALL_ID)
     async with AsyncClient(api_key=API_KEY, base_url=api.url) as tolerant:
@@ -282,7 +296,7 @@ LONG = "x" * 513
 )
 @pytest.mark.asyncio
 async def test_bad_input_is_refused_before_sending(
-    api: LoopbackAPI, client: AsyncClient, call: Any, fragment: str
+    api: FakeCallingAPI, client: AsyncClient, call: Any, fragment: str
 ) -> None:
     with pytest.raises(InvalidRequestError) as info:
         await call(client)
@@ -292,7 +306,7 @@ async def test_bad_input_is_refused_before_sending(
 
 
 @pytest.mark.asyncio
-async def test_call_hours_update_is_one_feature(api: LoopbackAPI, client: AsyncClient) -> None:
+async def test_call_hours_update_is_one_feature(api: FakeCallingAPI, client: AsyncClient) -> None:
     hours = CallHoursSettings(status="DISABLED", timezone_id="Europe/Berlin")
     await client.update_settings(CallingSettings(call_hours=hours))
     assert api.requests[0].json == {

@@ -23,8 +23,9 @@ from d360calling.errors import (
     ServerError,
     error_from_response,
 )
+from d360calling.testing import FakeCallingAPI, Fault
 
-from .loopback import API_KEY, LoopbackAPI, Reply
+from .helpers import API_KEY
 
 META_SDP_ERROR = {
     "error": {
@@ -205,16 +206,16 @@ def test_redirect_status_says_where_it_was_going() -> None:
 @pytest.mark.parametrize(
     ("reply", "cls", "in_message"),
     [
-        (Reply(status=401, json={"error": "Invalid API key"}), AuthenticationError, "Invalid API"),
-        (Reply(status=400, json=META_SDP_ERROR), BadRequestError, "Fingerprint"),
+        (Fault(status=401, json={"error": "Invalid API key"}), AuthenticationError, "Invalid API"),
+        (Fault(status=400, json=META_SDP_ERROR), BadRequestError, "Fingerprint"),
         (
-            Reply(status=502, body=HTML_502, headers={"Content-Type": "text/html"}),
+            Fault(status=502, body=HTML_502, headers={"Content-Type": "text/html"}),
             ServerError,
             "502 Bad Gateway",
         ),
-        (Reply(status=500, body=b""), ServerError, "empty body"),
+        (Fault(status=500, body=b""), ServerError, "empty body"),
         (
-            Reply(status=401, json={"error": {"message": "no permission", "code": 138006}}),
+            Fault(status=401, json={"error": {"message": "no permission", "code": 138006}}),
             NoCallPermissionError,
             "138006",
         ),
@@ -222,9 +223,9 @@ def test_redirect_status_says_where_it_was_going() -> None:
 )
 @pytest.mark.asyncio
 async def test_error_bodies_from_a_real_server(
-    api: LoopbackAPI, reply: Reply, cls: type[APIError], in_message: str
+    api: FakeCallingAPI, reply: Fault, cls: type[APIError], in_message: str
 ) -> None:
-    api.script("POST", "/calling/calls", reply)
+    api.inject(reply, method="POST", path="/calling/calls")
     async with AsyncClient(api_key=API_KEY, base_url=api.url, max_retries=0) as client:
         with pytest.raises(cls) as info:
             await client.connect_call("4915112345678", "v=0\r\n")

@@ -1,68 +1,126 @@
-"""The README stays honest: its Python examples run against the loopback API, and CI runs
-exactly the test command it names."""
+"""The README stays honest: its Python examples run (against the fake API), its pytest example
+passes as a user's test file would, its command-line session runs, and CI runs exactly the test
+command it names."""
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import socket
+import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
 
-from .loopback import API_KEY, LoopbackAPI, Reply
+from d360calling.testing import FakeCallingAPI, Fault, sample_offer
+
+from .helpers import API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
-PERMANENT = json.loads(
-    (Path(__file__).parent / "payloads" / "permissions_permanent.json").read_text()
-)
+BASH = re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
 
 
-def run_block(index: int, api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+def block(marker: str) -> str:
+    (found,) = [b for b in BLOCKS if marker in b]
+    return found
+
+
+def run_block(marker: str, api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("D360_API_KEY", API_KEY)
     monkeypatch.setenv("D360_BASE_URL", api.url)
-    exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})
+    code = compile(block(marker), f"README.md block with {marker!r}", "exec")
+    exec(code, {"__name__": "readme"})
 
 
-def test_the_readme_has_the_examples_these_tests_run() -> None:
-    assert len(BLOCKS) == 4
+def test_every_python_example_is_run_here() -> None:
+    markers = ["async def main", "fake.client()", "settings = client", "test_my_bot", "except"]
+    assert sorted(BLOCKS) == sorted(block(m) for m in markers)
 
 
 def test_async_quick_start(
-    api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api.script("GET", "/calling/permissions/4915112345678", Reply(json=PERMANENT))
-    run_block(0, api, monkeypatch)
+    run_block("async def main", api, monkeypatch)
     out = capsys.readouterr().out
-    assert "permission: permanent" in out
-    assert "ringing: wacid.T1" in out
-    assert api.requests[-1].json["biz_opaque_callback_data"] == "order-42"
+    assert "permission: temporary" in out
+    (call,) = api.calls.values()
+    assert f"ringing: {call.id}" in out
+    assert call.biz_opaque_callback_data == "order-42"
 
 
-def test_sync_quick_start(api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_block(1, api, monkeypatch)
-    assert [r.json["action"] for r in api.requests] == ["pre_accept", "accept", "terminate"]
+def test_sync_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(block("fake.client()"), "README.md sync quick start", "exec"), {})
+    assert capsys.readouterr().out.strip() == "ended terminated"
 
 
 def test_settings_example(
-    api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_block(2, api, monkeypatch)
+    run_block("settings = client", api, monkeypatch)
     assert capsys.readouterr().out.strip() == "ENABLED DTLS"
     assert api.requests[-1].json == {"calling": {"call_icon_visibility": "DEFAULT"}}
 
 
 def test_errors_example(
-    api: LoopbackAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api.script(
-        "POST",
-        "/calling/calls",
-        Reply(status=401, json={"error": {"message": "No permission", "code": 138006}}),
-    )
-    run_block(3, api, monkeypatch)
+    api.revoke_permission("4915112345678", notify=False)  # the fake answers 138006 by itself
+    run_block("except", api, monkeypatch)
     assert capsys.readouterr().out.strip() == "ask the user for call permission first"
+    api.inject(Fault.rate_limited(retry_after=120), action="connect")
+    run_block("except", api, monkeypatch)
+    assert capsys.readouterr().out.strip() == "throttled; retry after 120.0"
+
+
+def test_the_pytest_example_passes_as_a_users_test_file(pytester: pytest.Pytester) -> None:
+    """Run in its own pytest process: the fixtures come from the installed entry point, and
+    warnings are errors (an unclosed session would fail it)."""
+    pytester.makepyfile(test_my_bot=block("test_my_bot"))
+    # The user's project config; the asyncio line only silences pytest-asyncio, which is
+    # installed here but not needed by the example.
+    pytester.makeini(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_the_command_line_session_runs(tmp_path: Path) -> None:
+    (session,) = [b for b in BASH if "fake-server" in b]
+    with socket.socket() as sock:  # the README's port may be taken here; use a free one
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = session.replace("8360", str(port))
+    (tmp_path / "offer.sdp").write_text(sample_offer())
+    scripts = sysconfig.get_path("scripts")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("D360_")} | {
+        "PATH": scripts + os.pathsep + os.environ["PATH"]
+    }
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "settings updated" in out
+    assert '"callback_permission_status": "ENABLED"' in out
+    assert "permission: no_permission" in out
+    assert "exit code 3" in out
+    assert "No approved call permission" in result.stderr
+
+
+def test_the_demo_command_is_the_one_the_cli_tests_run() -> None:
+    section = README.split("## Try it", 1)[1]
+    command = re.search(r"```bash\n(.*?)\n```", section, re.DOTALL)
+    assert command is not None
+    assert command.group(1).strip() == "python -m pip install . && python -m d360calling demo"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -22,46 +22,58 @@ from d360calling import (
     RetryPolicy,
     ServerError,
 )
+from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
 from .conftest import FAST_RETRY
-from .loopback import API_KEY, LoopbackAPI, Reply, closed_port
+from .helpers import API_KEY, closed_port
 
-OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n"
-CALL_ID = "wacid.ABC"
+OFFER = sample_offer()
+ANSWER = sample_answer()
+CALL_ID = "wacid.ABC"  # only in tests where every answer is a fault: the call need not exist
 WA_ID = "4915112345678"
 
 # A reply per failure the API or the network can produce that is worth retrying.
 TRANSIENT = {
-    "dropped": Reply(drop=True),
-    "timeout": Reply(delay=1.0),
-    "429": Reply(status=429, json={"error": "Too many requests"}),
-    "500": Reply(status=500, json={"error": "Internal error"}),
-    "502-html": Reply(status=502, body=b"<html><title>502</title></html>"),
-    "503": Reply(status=503, body=b""),
-    "504": Reply(status=504, json={"error": "Gateway timeout"}),
-    "360-rate-limit-400": Reply(
+    "dropped": Fault(drop="before"),
+    "timeout": Fault(delay=1.0),
+    "429": Fault(status=429, json={"error": "Too many requests"}),
+    "500": Fault(status=500, json={"error": "Internal error"}),
+    "502-html": Fault(status=502, body=b"<html><title>502</title></html>"),
+    "503": Fault(status=503, body=b""),
+    "504": Fault(status=504, json={"error": "Gateway timeout"}),
+    "360-rate-limit-400": Fault(
         status=400, json={"error": "You have exceeded the endpoint rate limit."}
     ),
-    "meta-613": Reply(status=429, json={"error": {"message": "limit", "code": 613}}),
+    "meta-613": Fault(status=429, json={"error": {"message": "limit", "code": 613}}),
 }
-ENDPOINTS: dict[str, tuple[str, str, Callable[[AsyncClient], Awaitable[Any]]]] = {
-    "get_settings": ("GET", "/calling/settings", lambda c: c.get_settings()),
+# Each endpoint, called on a client; answer-side actions act on a fresh inbound call.
+Endpoint = Callable[[AsyncClient, FakeCallingAPI], Awaitable[Any]]
+ENDPOINTS: dict[str, tuple[str, str, Endpoint]] = {
+    "get_settings": ("GET", "/calling/settings", lambda c, api: c.get_settings()),
     "get_call_permissions": (
         "GET",
         f"/calling/permissions/{WA_ID}",
-        lambda c: c.get_call_permissions(WA_ID),
+        lambda c, api: c.get_call_permissions(WA_ID),
     ),
     "update_settings": (
         "POST",
         "/calling/settings",
-        lambda c: c.update_settings(CallingSettings(status="ENABLED")),
+        lambda c, api: c.update_settings(CallingSettings(status="ENABLED")),
     ),
-    "accept_call": ("POST", "/calling/calls", lambda c: c.accept_call(CALL_ID, sdp=OFFER)),
-    "terminate_call": ("POST", "/calling/calls", lambda c: c.terminate_call(CALL_ID)),
+    "accept_call": (
+        "POST",
+        "/calling/calls",
+        lambda c, api: c.accept_call(api.user_calls(WA_ID).id, sdp=ANSWER),
+    ),
+    "terminate_call": (
+        "POST",
+        "/calling/calls",
+        lambda c, api: c.terminate_call(api.user_calls(WA_ID).id),
+    ),
 }
 
 
-def fast_client(api: LoopbackAPI, **options: Any) -> AsyncClient:
+def fast_client(api: FakeCallingAPI, **options: Any) -> AsyncClient:
     options.setdefault("retry_policy", FAST_RETRY)
     options.setdefault("timeout", 0.3)
     return AsyncClient(api_key=API_KEY, base_url=api.url, **options)
@@ -71,20 +83,22 @@ def fast_client(api: LoopbackAPI, **options: Any) -> AsyncClient:
 @pytest.mark.parametrize("failure", TRANSIENT)
 @pytest.mark.asyncio
 async def test_resendable_calls_retry_transient_failures(
-    api: LoopbackAPI, endpoint: str, failure: str
+    api: FakeCallingAPI, endpoint: str, failure: str
 ) -> None:
     method, path, call = ENDPOINTS[endpoint]
-    api.script(method, path, TRANSIENT[failure], TRANSIENT[failure])
+    api.inject(TRANSIENT[failure], TRANSIENT[failure], method=method, path=path)
     async with fast_client(api) as client:
-        await call(client)  # third attempt reaches the contract's answer
+        await call(client, api)  # third attempt reaches the contract's answer
     assert len(api.requests_to(method, path)) == 3
 
 
 @pytest.mark.parametrize("failure", TRANSIENT)
 @pytest.mark.asyncio
-async def test_resendable_calls_give_up_after_max_retries(api: LoopbackAPI, failure: str) -> None:
+async def test_resendable_calls_give_up_after_max_retries(
+    api: FakeCallingAPI, failure: str
+) -> None:
     # A POST, because aiohttp itself re-sends a GET once on a dropped connection.
-    api.script("POST", "/calling/settings", *[TRANSIENT[failure]] * 4)
+    api.inject(*[TRANSIENT[failure]] * 4, method="POST", path="/calling/settings")
     async with fast_client(api, max_retries=2) as client:
         with pytest.raises((APIConnectionError, RateLimitError, ServerError)):
             await client.update_settings(CallingSettings(status="ENABLED"))
@@ -94,9 +108,9 @@ async def test_resendable_calls_give_up_after_max_retries(api: LoopbackAPI, fail
 @pytest.mark.parametrize("failure", TRANSIENT)
 @pytest.mark.asyncio
 async def test_connect_is_never_resent_once_it_reached_the_server(
-    api: LoopbackAPI, failure: str
+    api: FakeCallingAPI, failure: str
 ) -> None:
-    api.script("POST", "/calling/calls", TRANSIENT[failure], TRANSIENT[failure])
+    api.inject(TRANSIENT[failure], TRANSIENT[failure], method="POST", path="/calling/calls")
     async with fast_client(api, max_retries=5) as client:
         with pytest.raises((APIConnectionError, RateLimitError, ServerError)) as info:
             await client.connect_call(WA_ID, OFFER)
@@ -106,10 +120,10 @@ async def test_connect_is_never_resent_once_it_reached_the_server(
 
 
 @pytest.mark.asyncio
-async def test_connect_is_retried_when_the_connection_was_never_made(api: LoopbackAPI) -> None:
+async def test_connect_is_retried_when_the_connection_was_never_made(api: FakeCallingAPI) -> None:
     """A full pool makes the wait for a connection time out: the request never left, so
     connect may be retried, and it is sent exactly once."""
-    api.script("GET", "/calling/settings", Reply(delay=0.4))
+    api.inject(Fault(delay=0.4), method="GET", path="/calling/settings")
     async with fast_client(
         api, pool_size=1, connect_timeout=0.1, timeout=2.0, max_retries=8
     ) as client:
@@ -117,7 +131,7 @@ async def test_connect_is_retried_when_the_connection_was_never_made(api: Loopba
         await asyncio.sleep(0.05)  # the slow request holds the only connection
         r = await client.connect_call(WA_ID, OFFER)
         await slow
-    assert r.call_id == "wacid.T1"
+    assert api.calls[r.call_id].state == "ringing"
     assert len(api.requests_to("POST", "/calling/calls")) == 1
 
 
@@ -125,8 +139,9 @@ async def test_connect_is_retried_when_the_connection_was_never_made(api: Loopba
 async def test_connection_refused_is_retried_for_connect() -> None:
     """Nothing listens at first; the server comes up during the client's backoff."""
     port = closed_port()
-    later = LoopbackAPI()
-    starter = threading.Timer(0.15, later.start, kwargs={"port": port})
+    later = FakeCallingAPI(api_key=API_KEY, port=port)
+    later.grant_permission(WA_ID, notify=False)
+    starter = threading.Timer(0.15, later.start)
     starter.start()
     policy = RetryPolicy(initial_delay=0.1, max_delay=0.1, jitter=0)
     try:
@@ -140,7 +155,7 @@ async def test_connection_refused_is_retried_for_connect() -> None:
     finally:
         starter.join()
         later.stop()
-    assert r.call_id == "wacid.T1"
+    assert set(later.calls) == {r.call_id}
     assert len(later.requests) == 1
 
 
@@ -160,16 +175,16 @@ async def test_connection_refused_everywhere_says_not_sent() -> None:
 @pytest.mark.parametrize(
     ("reply", "error"),
     [
-        (Reply(status=400, json={"error": "invalid parameter"}), BadRequestError),
-        (Reply(status=401, json={"error": "Invalid API key"}), AuthenticationError),
-        (Reply(status=400, json={"error": {"message": "limit", "code": 138012}}), BadRequestError),
+        (Fault(status=400, json={"error": "invalid parameter"}), BadRequestError),
+        (Fault(status=401, json={"error": "Invalid API key"}), AuthenticationError),
+        (Fault(status=400, json={"error": {"message": "limit", "code": 138012}}), BadRequestError),
     ],
 )
 @pytest.mark.asyncio
 async def test_client_errors_are_not_retried(
-    api: LoopbackAPI, reply: Reply, error: type[Exception]
+    api: FakeCallingAPI, reply: Fault, error: type[Exception]
 ) -> None:
-    api.script("GET", "/calling/settings", reply)
+    api.inject(reply, method="GET", path="/calling/settings")
     async with fast_client(api, max_retries=5) as client:
         with pytest.raises(error):
             await client.get_settings()
@@ -177,8 +192,8 @@ async def test_client_errors_are_not_retried(
 
 
 @pytest.mark.asyncio
-async def test_per_call_max_retries_override(api: LoopbackAPI) -> None:
-    api.script("GET", "/calling/settings", *[TRANSIENT["503"]] * 6)
+async def test_per_call_max_retries_override(api: FakeCallingAPI) -> None:
+    api.inject(*[TRANSIENT["503"]] * 6, method="GET", path="/calling/settings")
     async with fast_client(api, max_retries=5) as client:
         with pytest.raises(ServerError):
             await client.get_settings(max_retries=0)
@@ -189,17 +204,19 @@ async def test_per_call_max_retries_override(api: LoopbackAPI) -> None:
 
 
 @pytest.mark.asyncio
-async def test_per_call_timeout_override(api: LoopbackAPI) -> None:
-    api.script("GET", "/calling/settings", Reply(delay=0.5))
+async def test_per_call_timeout_override(api: FakeCallingAPI) -> None:
+    api.inject(Fault(delay=0.5), method="GET", path="/calling/settings")
     async with fast_client(api, timeout=0.1, max_retries=0) as client:
         settings = await client.get_settings(timeout=2.0)
     assert settings.calling.status == "ENABLED"
 
 
 @pytest.mark.asyncio
-async def test_retry_after_is_honoured(api: LoopbackAPI) -> None:
-    api.script(
-        "GET", "/calling/settings", Reply(status=429, json={}, headers={"Retry-After": "0.4"})
+async def test_retry_after_is_honoured(api: FakeCallingAPI) -> None:
+    api.inject(
+        Fault(status=429, json={}, headers={"Retry-After": "0.4"}),
+        method="GET",
+        path="/calling/settings",
     )
     async with fast_client(api) as client:
         started = time.monotonic()
@@ -210,9 +227,11 @@ async def test_retry_after_is_honoured(api: LoopbackAPI) -> None:
 
 
 @pytest.mark.asyncio
-async def test_retry_after_above_the_cap_raises_without_sleeping(api: LoopbackAPI) -> None:
-    api.script(
-        "GET", "/calling/settings", Reply(status=429, json={}, headers={"Retry-After": "120"})
+async def test_retry_after_above_the_cap_raises_without_sleeping(api: FakeCallingAPI) -> None:
+    api.inject(
+        Fault(status=429, json={}, headers={"Retry-After": "120"}),
+        method="GET",
+        path="/calling/settings",
     )
     policy = RetryPolicy(initial_delay=0.01, max_retry_after=5)
     async with fast_client(api, retry_policy=policy) as client:
@@ -226,21 +245,21 @@ async def test_retry_after_above_the_cap_raises_without_sleeping(api: LoopbackAP
 
 
 @pytest.mark.asyncio
-async def test_answer_side_retries_stop_at_the_deadline(api: LoopbackAPI) -> None:
-    api.script("POST", "/calling/calls", *[TRANSIENT["503"]] * 50)
+async def test_answer_side_retries_stop_at_the_deadline(api: FakeCallingAPI) -> None:
+    api.inject(*[TRANSIENT["503"]] * 50, method="POST", path="/calling/calls")
     policy = RetryPolicy(initial_delay=0.05, max_delay=0.05, jitter=0)
     async with fast_client(api, retry_policy=policy, max_retries=10) as client:
         started = time.monotonic()
         with pytest.raises(ServerError):
-            await client.accept_call(CALL_ID, OFFER, deadline=time.time() + 0.3)
+            await client.accept_call(CALL_ID, ANSWER, deadline=time.time() + 0.3)
         elapsed = time.monotonic() - started
     assert elapsed < 1.0  # without the deadline: 11 attempts and 10 waits
     assert 2 <= len(api.requests) <= 7  # well short of the 11 that max_retries allows
 
 
 @pytest.mark.asyncio
-async def test_a_retry_is_cut_to_the_time_left_before_the_deadline(api: LoopbackAPI) -> None:
-    api.script("POST", "/calling/calls", TRANSIENT["503"], Reply(delay=5.0))
+async def test_a_retry_is_cut_to_the_time_left_before_the_deadline(api: FakeCallingAPI) -> None:
+    api.inject(TRANSIENT["503"], Fault(delay=5.0), method="POST", path="/calling/calls")
     async with fast_client(api, timeout=10.0) as client:
         started = time.monotonic()
         with pytest.raises(APITimeoutError):
@@ -250,8 +269,8 @@ async def test_a_retry_is_cut_to_the_time_left_before_the_deadline(api: Loopback
 
 
 @pytest.mark.asyncio
-async def test_default_answer_window_is_the_deadline(api: LoopbackAPI) -> None:
-    api.script("POST", "/calling/calls", *[TRANSIENT["503"]] * 50)
+async def test_default_answer_window_is_the_deadline(api: FakeCallingAPI) -> None:
+    api.inject(*[TRANSIENT["503"]] * 50, method="POST", path="/calling/calls")
     policy = RetryPolicy(initial_delay=0.05, max_delay=0.05, jitter=0)
     async with fast_client(api, retry_policy=policy, max_retries=10, answer_window=0.2) as client:
         with pytest.raises(ServerError):
@@ -260,9 +279,9 @@ async def test_default_answer_window_is_the_deadline(api: LoopbackAPI) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_passed_deadline_still_sends_once(api: LoopbackAPI) -> None:
-    api.script("POST", "/calling/calls", TRANSIENT["503"])
+async def test_a_passed_deadline_still_sends_once(api: FakeCallingAPI) -> None:
+    api.inject(TRANSIENT["503"], method="POST", path="/calling/calls")
     async with fast_client(api) as client:
         with pytest.raises(ServerError):
-            await client.accept_call(CALL_ID, OFFER, deadline=time.time() - 10)
+            await client.accept_call(CALL_ID, ANSWER, deadline=time.time() - 10)
     assert len(api.requests) == 1

@@ -26,25 +26,30 @@ from d360calling import (
     PermissionStatus,
 )
 from d360calling._portal import PORTAL
+from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
 from .conftest import FAST_RETRY
-from .loopback import API_KEY, LoopbackAPI, Reply, wait_until
+from .helpers import API_KEY, USER, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n"
-CALL_ID = "wacid.SYNC"
+OFFER = sample_offer()
+ANSWER = sample_answer()
 
 
 def portal_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "d360calling-portal"]
 
 
-def test_every_method_works_blocking(api: LoopbackAPI, sync_client: Client) -> None:
-    assert sync_client.connect_call("4915112345678", OFFER).call_id == "wacid.T1"
-    assert sync_client.pre_accept_call(CALL_ID, sdp=OFFER).success
-    assert sync_client.accept_call(CALL_ID, sdp=OFFER, biz_opaque_callback_data="x").success
-    assert sync_client.reject_call(CALL_ID).success
-    assert sync_client.terminate_call(CALL_ID).success
+def test_every_method_works_blocking(api: FakeCallingAPI, sync_client: Client) -> None:
+    outbound = sync_client.connect_call(USER, OFFER).call_id
+    assert api.calls[outbound].state == "ringing"
+    answered, rejected = api.user_calls("4915100000001"), api.user_calls("4915100000002")
+    assert sync_client.pre_accept_call(answered.id, sdp=ANSWER).success
+    assert sync_client.accept_call(answered.id, sdp=ANSWER, biz_opaque_callback_data="x").success
+    assert sync_client.reject_call(rejected.id).success
+    assert sync_client.terminate_call(answered.id).success
+    assert api.calls[answered.id].end_reason == "terminated"
+    assert api.calls[rejected.id].end_reason == "rejected"
     p = sync_client.get_call_permissions("4915112345678")
     assert p.permission.status is PermissionStatus.TEMPORARY
     assert sync_client.update_settings(calling=CallingSettings(status="DISABLED")).success
@@ -53,16 +58,20 @@ def test_every_method_works_blocking(api: LoopbackAPI, sync_client: Client) -> N
     assert actions == ["connect", "pre_accept", "accept", "reject", "terminate"]
 
 
-def test_errors_cross_the_thread_with_their_type(api: LoopbackAPI, sync_client: Client) -> None:
-    api.script("GET", "/calling/settings", Reply(status=401, json={"error": "Invalid API key"}))
+def test_errors_cross_the_thread_with_their_type(api: FakeCallingAPI, sync_client: Client) -> None:
+    api.inject(
+        Fault(status=401, json={"error": "Invalid API key"}), method="GET", path="/calling/settings"
+    )
     with pytest.raises(AuthenticationError, match="Invalid API key"):
         sync_client.get_settings()
     with pytest.raises(InvalidRequestError):
         sync_client.accept_call("", OFFER)
 
 
-def test_retries_work_through_the_facade(api: LoopbackAPI, sync_client: Client) -> None:
-    api.script("GET", "/calling/settings", Reply(status=503, body=b""), Reply(drop=True))
+def test_retries_work_through_the_facade(api: FakeCallingAPI, sync_client: Client) -> None:
+    api.inject(
+        Fault(status=503, body=b""), Fault(drop="before"), method="GET", path="/calling/settings"
+    )
     assert sync_client.get_settings().calling.status == "ENABLED"
 
 
@@ -72,16 +81,17 @@ def test_bad_options_fail_at_construction_in_the_callers_thread() -> None:
     assert portal_threads() == []
 
 
-def test_many_threads_share_one_client(api: LoopbackAPI) -> None:
+def test_many_threads_share_one_client(api: FakeCallingAPI) -> None:
+    calls = [api.user_calls(f"49151000{i:05d}").id for i in range(8 * 20)]
     with Client(api_key=API_KEY, base_url=api.url, pool_size=8) as client:
 
         def work(i: int) -> int:
             done = 0
-            for _ in range(20):
+            for j in range(20):
                 if i % 2:
                     done += client.get_settings().calling.status == "ENABLED"
                 else:
-                    done += bool(client.terminate_call(f"wacid.{i}").success)
+                    done += bool(client.terminate_call(calls[i // 2 * 20 + j]).success)
             return done
 
         with ThreadPoolExecutor(16) as pool:
@@ -93,16 +103,16 @@ def test_many_threads_share_one_client(api: LoopbackAPI) -> None:
 
 
 @pytest.mark.asyncio
-async def test_usable_inside_a_running_event_loop(api: LoopbackAPI) -> None:
+async def test_usable_inside_a_running_event_loop(api: FakeCallingAPI) -> None:
     with Client(api_key=API_KEY, base_url=api.url) as client:
         with pytest.warns(RuntimeWarning, match="AsyncClient"):
             assert client.get_settings().calling.status == "ENABLED"
         # The warning is given once per client.
-        assert client.terminate_call(CALL_ID).success
+        assert client.terminate_call(api.user_calls(USER).id).success
 
 
 def test_calling_from_the_portal_loop_raises_instead_of_deadlocking(
-    api: LoopbackAPI, sync_client: Client
+    api: FakeCallingAPI, sync_client: Client
 ) -> None:
     sync_client.get_settings()  # the portal is running
 
@@ -123,7 +133,7 @@ def test_a_function_failing_before_it_is_awaited_does_not_hang(sync_client: Clie
         PORTAL.run(not_a_coroutine_function)
 
 
-def test_context_variables_reach_the_request(api: LoopbackAPI, sync_client: Client) -> None:
+def test_context_variables_reach_the_request(api: FakeCallingAPI, sync_client: Client) -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("trace", default="unset")
     sync_client.get_settings()
 
@@ -134,7 +144,7 @@ def test_context_variables_reach_the_request(api: LoopbackAPI, sync_client: Clie
     assert PORTAL.run(read) == "trace-42"
 
 
-def test_close_is_idempotent_and_leaves_no_thread(api: LoopbackAPI) -> None:
+def test_close_is_idempotent_and_leaves_no_thread(api: FakeCallingAPI) -> None:
     client = Client(api_key=API_KEY, base_url=api.url)
     assert portal_threads() == []  # nothing starts before the first call
     client.get_settings()
@@ -147,7 +157,7 @@ def test_close_is_idempotent_and_leaves_no_thread(api: LoopbackAPI) -> None:
         client.get_settings()
 
 
-def test_clients_share_one_portal_that_stops_with_the_last(api: LoopbackAPI) -> None:
+def test_clients_share_one_portal_that_stops_with_the_last(api: FakeCallingAPI) -> None:
     first = Client(api_key=API_KEY, base_url=api.url)
     second = Client(api_key=API_KEY, base_url=api.url)
     first.get_settings()
@@ -166,16 +176,17 @@ def test_clients_share_one_portal_that_stops_with_the_last(api: LoopbackAPI) -> 
     assert portal_threads() == []
 
 
-def test_close_while_a_call_is_in_flight(api: LoopbackAPI) -> None:
+def test_close_while_a_call_is_in_flight(api: FakeCallingAPI) -> None:
     # A POST: for a GET, aiohttp itself would open a new connection to re-send it.
-    api.script("POST", "/calling/calls", Reply(delay=5.0))
+    api.inject(Fault(delay=5.0), method="POST", path="/calling/calls")
     client = Client(api_key=API_KEY, base_url=api.url, max_retries=0, retry_policy=FAST_RETRY)
     client.get_call_permissions("4915112345678")
+    call_id = api.user_calls(USER).id
     outcome: list[BaseException] = []
 
     def call() -> None:
         try:
-            client.terminate_call(CALL_ID)
+            client.terminate_call(call_id)
         except BaseException as exc:
             outcome.append(exc)
 
@@ -191,7 +202,7 @@ def test_close_while_a_call_is_in_flight(api: LoopbackAPI) -> None:
     assert portal_threads() == []
 
 
-def test_an_abandoned_client_is_closed_and_its_thread_stops(api: LoopbackAPI) -> None:
+def test_an_abandoned_client_is_closed_and_its_thread_stops(api: FakeCallingAPI) -> None:
     client = Client(api_key=API_KEY, base_url=api.url)
     client.get_settings()
     assert len(portal_threads()) == 1
@@ -201,7 +212,7 @@ def test_an_abandoned_client_is_closed_and_its_thread_stops(api: LoopbackAPI) ->
     assert wait_until(lambda: portal_threads() == [])
 
 
-def test_repr_hides_the_key(api: LoopbackAPI) -> None:
+def test_repr_hides_the_key(api: FakeCallingAPI) -> None:
     client = Client(api_key=API_KEY, base_url=api.url)
     assert API_KEY not in repr(client)
     assert "open" in repr(client)
@@ -231,7 +242,8 @@ def run_script(body: str, timeout: float = 30) -> subprocess.CompletedProcess[st
         import os, signal, sys, threading, time, warnings
         warnings.simplefilter("always", ResourceWarning)
         warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-        from tests.loopback import API_KEY, Reply, running_api, wait_until
+        from d360calling.testing import Fault
+        from tests.helpers import API_KEY, running_api, wait_until
         from d360calling import Client
         def portal_threads():
             return [t for t in threading.enumerate() if t.name == "d360calling-portal"]
@@ -251,7 +263,7 @@ def test_ctrl_c_cancels_the_request_in_flight() -> None:
     result = run_script(
         """
         with running_api() as api:
-            api.script("GET", "/calling/settings", Reply(delay=30))
+            api.inject(Fault(delay=30), method="GET", path="/calling/settings")
             client = Client(api_key=API_KEY, base_url=api.url, timeout=60)
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
             started = time.monotonic()
@@ -281,11 +293,12 @@ def test_client_works_in_a_forked_child() -> None:
         with running_api() as api:
             client = Client(api_key=API_KEY, base_url=api.url)
             client.get_settings()          # the parent's portal and pool are live
+            child_call = api.user_calls("4915112345678")
             pid = os.fork()
             if pid == 0:
                 try:
                     ok = client.get_settings().calling.status == "ENABLED"
-                    client.terminate_call("wacid.CHILD")
+                    client.terminate_call(child_call.id)
                     client.close()
                     print("child ok", ok, "portal threads:", len(portal_threads()), flush=True)
                     os._exit(0)
@@ -310,8 +323,8 @@ def test_client_works_in_a_forked_child() -> None:
 def test_exit_without_close_leaves_no_unclosed_session() -> None:
     result = run_script(
         """
-        from tests.loopback import LoopbackAPI
-        api = LoopbackAPI().start()  # left running: the process just ends
+        from d360calling.testing import FakeCallingAPI
+        api = FakeCallingAPI(api_key=API_KEY).start()  # left running: the process just ends
         client = Client(api_key=API_KEY, base_url=api.url)
         client.get_settings()
         print("done")

@@ -22,21 +22,22 @@ from d360calling import (
     ResponseDecodeError,
 )
 from d360calling._constants import MAX_RESPONSE_BYTES
+from d360calling.testing import FakeCallingAPI, Fault, sample_offer
 
 from .conftest import FAST_RETRY
-from .loopback import API_KEY, LoopbackAPI, Reply, running_api
+from .helpers import API_KEY, running_api
 
-OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n"
+OFFER = sample_offer()
 
 
-def make(api: LoopbackAPI, **options: object) -> AsyncClient:
+def make(api: FakeCallingAPI, **options: object) -> AsyncClient:
     options.setdefault("retry_policy", FAST_RETRY)
     return AsyncClient(api_key=API_KEY, base_url=api.url, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.asyncio
-async def test_slow_server_times_out_within_the_attempt_timeout(api: LoopbackAPI) -> None:
-    api.script("GET", "/calling/settings", Reply(delay=3.0))
+async def test_slow_server_times_out_within_the_attempt_timeout(api: FakeCallingAPI) -> None:
+    api.inject(Fault(delay=3.0), method="GET", path="/calling/settings")
     async with make(api, timeout=0.2, max_retries=0) as client:
         started = time.monotonic()
         with pytest.raises(APITimeoutError) as info:
@@ -48,9 +49,9 @@ async def test_slow_server_times_out_within_the_attempt_timeout(api: LoopbackAPI
 
 
 @pytest.mark.asyncio
-async def test_timeouts_above_five_seconds_are_not_rounded_up(api: LoopbackAPI) -> None:
+async def test_timeouts_above_five_seconds_are_not_rounded_up(api: FakeCallingAPI) -> None:
     """aiohttp rounds timeouts of 5 s or more up to whole seconds unless told not to."""
-    api.script("GET", "/calling/settings", Reply(delay=7.0))
+    api.inject(Fault(delay=7.0), method="GET", path="/calling/settings")
     async with make(api, timeout=5.2, max_retries=0) as client:
         started = time.monotonic()
         with pytest.raises(APITimeoutError):
@@ -60,7 +61,7 @@ async def test_timeouts_above_five_seconds_are_not_rounded_up(api: LoopbackAPI) 
 
 
 @pytest.mark.asyncio
-async def test_connections_are_kept_alive_and_reused(api: LoopbackAPI) -> None:
+async def test_connections_are_kept_alive_and_reused(api: FakeCallingAPI) -> None:
     async with make(api) as client:
         for _ in range(10):
             await client.get_settings()
@@ -69,8 +70,8 @@ async def test_connections_are_kept_alive_and_reused(api: LoopbackAPI) -> None:
 
 
 @pytest.mark.asyncio
-async def test_pool_size_bounds_concurrent_connections(api: LoopbackAPI) -> None:
-    api.script("GET", "/calling/settings", *[Reply(delay=0.05)] * 12)
+async def test_pool_size_bounds_concurrent_connections(api: FakeCallingAPI) -> None:
+    api.inject(*[Fault(delay=0.05)] * 12, method="GET", path="/calling/settings")
     async with make(api, pool_size=2) as client:
         await asyncio.gather(*(client.get_settings() for _ in range(12)))
     assert len(api.requests) == 12
@@ -79,26 +80,32 @@ async def test_pool_size_bounds_concurrent_connections(api: LoopbackAPI) -> None
 
 
 @pytest.mark.asyncio
-async def test_same_origin_redirect_is_followed_keeping_method_and_body(api: LoopbackAPI) -> None:
-    api.script(
-        "POST",
-        "/calling/calls",
-        Reply(status=307, body=b"", headers={"Location": "/calling/calls"}),
+async def test_same_origin_redirect_is_followed_keeping_method_and_body(
+    api: FakeCallingAPI,
+) -> None:
+    api.inject(
+        Fault(status=307, body=b"", headers={"Location": "/calling/calls"}),
+        method="POST",
+        path="/calling/calls",
     )
     async with make(api) as client:
         r = await client.connect_call("4915112345678", OFFER)
-    assert r.call_id == "wacid.T1"
+    assert set(api.calls) == {r.call_id}
     first, second = api.requests
     assert second.json == first.json
     assert second.headers["D360-API-KEY"] == API_KEY
 
 
 @pytest.mark.asyncio
-async def test_redirect_to_another_host_is_not_followed_and_gets_no_key(api: LoopbackAPI) -> None:
+async def test_redirect_to_another_host_is_not_followed_and_gets_no_key(
+    api: FakeCallingAPI,
+) -> None:
     with running_api(api_key="other") as other:
         for method, path in (("GET", "/calling/settings"), ("POST", "/calling/calls")):
-            api.script(
-                method, path, Reply(status=307, body=b"", headers={"Location": other.url + path})
+            api.inject(
+                Fault(status=307, body=b"", headers={"Location": other.url + path}),
+                method=method,
+                path=path,
             )
         async with make(api, max_retries=3) as client:
             with pytest.raises(APIError) as info:
@@ -113,10 +120,12 @@ async def test_redirect_to_another_host_is_not_followed_and_gets_no_key(api: Loo
 
 @pytest.mark.asyncio
 async def test_a_post_does_not_follow_a_redirect_that_would_turn_it_into_a_get(
-    api: LoopbackAPI,
+    api: FakeCallingAPI,
 ) -> None:
-    api.script(
-        "POST", "/calling/calls", Reply(status=302, body=b"", headers={"Location": "/elsewhere"})
+    api.inject(
+        Fault(status=302, body=b"", headers={"Location": "/elsewhere"}),
+        method="POST",
+        path="/calling/calls",
     )
     async with make(api) as client:
         with pytest.raises(APIError) as info:
@@ -126,21 +135,21 @@ async def test_a_post_does_not_follow_a_redirect_that_would_turn_it_into_a_get(
 
 
 @pytest.mark.asyncio
-async def test_oversized_response_is_refused(api: LoopbackAPI) -> None:
-    api.script("GET", "/calling/settings", Reply(body=b"x" * (MAX_RESPONSE_BYTES + 1)))
+async def test_oversized_response_is_refused(api: FakeCallingAPI) -> None:
+    api.inject(Fault(body=b"x" * (MAX_RESPONSE_BYTES + 1)), method="GET", path="/calling/settings")
     async with make(api) as client:
         with pytest.raises(ResponseDecodeError, match="larger than"):
             await client.get_settings()
 
 
 @pytest.mark.asyncio
-async def test_chunked_bodies_are_read_up_to_the_limit(api: LoopbackAPI) -> None:
+async def test_chunked_bodies_are_read_up_to_the_limit(api: FakeCallingAPI) -> None:
     settings = json.dumps(api.settings).encode()
-    api.script(
-        "GET",
-        "/calling/settings",
-        Reply(body=settings, chunked=True),
-        Reply(body=b" " * (MAX_RESPONSE_BYTES + 10), chunked=True),
+    api.inject(
+        Fault(body=settings, chunked=True),
+        Fault(body=b" " * (MAX_RESPONSE_BYTES + 10), chunked=True),
+        method="GET",
+        path="/calling/settings",
     )
     async with make(api, max_retries=0) as client:
         assert (await client.get_settings()).calling.status == "ENABLED"
@@ -149,7 +158,7 @@ async def test_chunked_bodies_are_read_up_to_the_limit(api: LoopbackAPI) -> None
 
 
 @pytest.mark.asyncio
-async def test_injected_session_is_used_and_never_closed(api: LoopbackAPI) -> None:
+async def test_injected_session_is_used_and_never_closed(api: FakeCallingAPI) -> None:
     async with aiohttp.ClientSession() as session:
         async with AsyncClient(api_key=API_KEY, base_url=api.url, session=session) as client:
             await client.get_settings()
@@ -160,7 +169,7 @@ async def test_injected_session_is_used_and_never_closed(api: LoopbackAPI) -> No
 
 
 @pytest.mark.asyncio
-async def test_a_closed_injected_session_is_a_clear_error(api: LoopbackAPI) -> None:
+async def test_a_closed_injected_session_is_a_clear_error(api: FakeCallingAPI) -> None:
     session = aiohttp.ClientSession()
     client = AsyncClient(api_key=API_KEY, base_url=api.url, session=session)
     await session.close()
@@ -170,8 +179,10 @@ async def test_a_closed_injected_session_is_a_clear_error(api: LoopbackAPI) -> N
 
 
 @pytest.mark.asyncio
-async def test_injected_session_with_raise_for_status_still_maps_errors(api: LoopbackAPI) -> None:
-    api.script("GET", "/calling/settings", Reply(status=404, json={"error": "gone"}))
+async def test_injected_session_with_raise_for_status_still_maps_errors(
+    api: FakeCallingAPI,
+) -> None:
+    api.inject(Fault(status=404, json={"error": "gone"}), method="GET", path="/calling/settings")
     async with (
         aiohttp.ClientSession(raise_for_status=True) as session,
         AsyncClient(api_key=API_KEY, base_url=api.url, session=session) as client,
@@ -181,7 +192,7 @@ async def test_injected_session_with_raise_for_status_still_maps_errors(api: Loo
 
 
 @pytest.mark.asyncio
-async def test_close_is_idempotent_and_later_calls_fail_clearly(api: LoopbackAPI) -> None:
+async def test_close_is_idempotent_and_later_calls_fail_clearly(api: FakeCallingAPI) -> None:
     client = make(api)
     await client.get_settings()
     await client.aclose()
@@ -199,7 +210,7 @@ async def test_closing_an_unused_client_is_fine() -> None:
     assert client.closed
 
 
-def test_a_client_is_bound_to_the_loop_it_first_ran_on(api: LoopbackAPI) -> None:
+def test_a_client_is_bound_to_the_loop_it_first_ran_on(api: FakeCallingAPI) -> None:
     client = make(api)
 
     async def use() -> None:
@@ -259,13 +270,13 @@ async def test_transport_failures_are_mapped(
 
 @pytest.mark.asyncio
 async def test_api_key_never_in_repr_errors_or_logs(
-    api: LoopbackAPI, caplog: pytest.LogCaptureFixture
+    api: FakeCallingAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api.script(
-        "GET",
-        "/calling/settings",
-        Reply(status=503, body=b""),
-        Reply(status=400, json={"error": "bad"}),
+    api.inject(
+        Fault(status=503, body=b""),
+        Fault(status=400, json={"error": "bad"}),
+        method="GET",
+        path="/calling/settings",
     )
     caplog.set_level(logging.DEBUG, logger="d360calling")
     async with make(api) as client:

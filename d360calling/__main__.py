@@ -1,0 +1,7 @@
+"""``python -m d360calling``: the same as the ``d360calling`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

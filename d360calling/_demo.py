@@ -1,0 +1,225 @@
+"""``d360calling demo``: a whole inbound call and a whole business-initiated call, with the
+real client, against the built-in fake API; each step is printed as it happens.
+
+With an API key (``--api-key`` or ``D360_API_KEY``) it talks to the real API instead, and only
+reads: placing calls needs a public webhook URL and a WebRTC stack, which a demo cannot bring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import os
+import secrets
+import sys
+import time
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ._async_client import AsyncClient
+from ._constants import API_KEY_ENV
+from .models import CallPermissions
+from .testing import FakeCallingAPI, sample_answer, sample_offer
+from .testing._delivery import SIGNATURE_HEADER, sign
+
+CALLER = "4915112345678"  # calls the business
+CALLEE = "4915187654321"  # the business calls them
+WEBHOOK_WAIT = 10.0
+
+
+class DemoError(Exception):
+    pass
+
+
+class _Printer:
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+
+    def __call__(self, who: str, text: str) -> None:
+        print(f"  {time.monotonic() - self._started:6.3f}s  {who:<8} {text}", flush=True)
+
+
+class _WebhookInbox:
+    """A minimal webhook endpoint for the demo: checks the signature, answers 200 at once,
+    and queues each event for the demo to act on."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> _WebhookInbox:
+        app = web.Application()
+        app.router.add_post("/webhook", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{port}/webhook"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        given = request.headers.get(SIGNATURE_HEADER, "")
+        if not hmac.compare_digest(given, sign(self._secret, body)):
+            return web.Response(status=401)
+        for change in json.loads(body)["entry"][0]["changes"]:
+            value = change["value"]
+            for key in ("calls", "statuses", "messages"):
+                for item in value.get(key, ()):
+                    self._events.put_nowait((key, item))
+        return web.Response(status=200)
+
+    async def next(self) -> tuple[str, dict[str, Any]]:
+        try:
+            return await asyncio.wait_for(self._events.get(), WEBHOOK_WAIT)
+        except asyncio.TimeoutError:
+            raise DemoError(f"no webhook arrived within {WEBHOOK_WAIT:.0f} s") from None
+
+
+def _describe(kind: str, item: dict[str, Any]) -> str:
+    if kind == "statuses":
+        return f"status {item['status']} for {item['id'][:18]}…"
+    if kind == "messages":
+        reply = item["interactive"]["call_permission_reply"]
+        until = datetime.fromtimestamp(int(reply.get("expiration_timestamp", 0)), timezone.utc)
+        kind_of = (
+            "permanent"
+            if reply.get("is_permanent")
+            else f"temporary, until {until:%Y-%m-%d %H:%M} UTC"
+        )
+        return f"call permission reply from {item['from']}: {reply['response']} ({kind_of})"
+    text = f"{item['event']} {item['id'][:18]}… {item['direction']}"
+    if "session" in item:
+        text += f", SDP {item['session']['sdp_type']} ({len(item['session']['sdp'])} bytes)"
+    if item["event"] == "terminate":
+        text += f", {item['status']}"
+        if "duration" in item:
+            text += f" after {item['duration']} s"
+    return text
+
+
+async def _expect(inbox: _WebhookInbox, step: _Printer, kind: str, **match: str) -> dict[str, Any]:
+    item_kind, item = await inbox.next()
+    step("webhook", _describe(item_kind, item))
+    if item_kind != kind or any(item.get(k) != v for k, v in match.items()):
+        raise DemoError(f"expected a {kind} webhook with {match}, got {item_kind}: {item}")
+    return item
+
+
+def _permission_line(who: str, p: CallPermissions) -> str:
+    return f"{who}: permission {p.permission.status}, can start a call: {p.can_start_call}"
+
+
+async def _inbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookInbox) -> None:
+    step = _Printer()
+    print("\nAn inbound call: the user calls, the business answers", flush=True)
+    step("user", f"{CALLER} taps the call button")
+    fake.user_calls(CALLER, name="Alice")
+    connect = await _expect(inbox, step, "calls", event="connect")
+    call_id = connect["id"]
+    answer = sample_answer(call_id)  # your WebRTC stack's answer to connect["session"]["sdp"]
+    await client.pre_accept_call(call_id, answer)
+    step("business", "pre_accept → 200 (media can start connecting)")
+    await client.accept_call(call_id, answer)
+    step("business", "accept → 200 (same SDP answer; the call is live)")
+    await asyncio.sleep(1.0)  # the conversation
+    await client.terminate_call(call_id)
+    step("business", "terminate → 200")
+    await _expect(inbox, step, "calls", event="terminate", id=call_id)
+
+
+async def _outbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookInbox) -> None:
+    step = _Printer()
+    print("\nA business-initiated call: permission, connect, the user picks up", flush=True)
+    before = await client.get_call_permissions(CALLEE)
+    step("business", _permission_line(CALLEE, before))
+    step("user", f"{CALLEE} allows calls from the business profile")
+    fake.grant_permission(CALLEE)
+    await _expect(inbox, step, "messages")
+    after = await client.get_call_permissions(CALLEE)
+    step("business", _permission_line(CALLEE, after))
+    if not after.can_start_call:
+        raise DemoError("the permission did not take effect")
+    call = await client.connect_call(
+        CALLEE, sample_offer("demo"), biz_opaque_callback_data="demo-order-42"
+    )
+    step("business", f"connect → {call.call_id[:18]}…")
+    await _expect(inbox, step, "statuses", status="RINGING")
+    step("user", f"{CALLEE} picks up")
+    fake.user_answers(call.call_id)
+    await _expect(inbox, step, "calls", event="connect", id=call.call_id)
+    await _expect(inbox, step, "statuses", status="ACCEPTED")
+    await asyncio.sleep(1.0)
+    await client.terminate_call(call.call_id)
+    step("business", "terminate → 200")
+    await _expect(inbox, step, "calls", event="terminate", id=call.call_id)
+
+
+async def _on_fake() -> int:
+    secret = secrets.token_hex(16)
+    async with (
+        _WebhookInbox(secret) as inbox,
+        FakeCallingAPI(webhook_url=inbox.url, webhook_signing_secret=secret) as fake,
+    ):
+        print("d360calling demo on the built-in fake API (no API key given)")
+        print(f"  fake API:  {fake.url}")
+        print(f"  webhooks:  {inbox.url} (signed with {SIGNATURE_HEADER})")
+        async with fake.async_client() as client:
+            await _inbound(fake, client, inbox)
+            await _outbound(fake, client, inbox)
+        ended = sum(not call.active for call in fake.calls.values())
+        print(
+            f"\nDone: {ended} calls completed, {len(fake.requests)} API requests, "
+            f"{len(fake.webhooks)} webhooks, 0 errors.",
+            flush=True,
+        )
+    return 0
+
+
+async def _on_real_api(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {}
+    for name in ("api_key", "base_url", "timeout", "max_retries"):
+        if hasattr(args, name):
+            options[name] = getattr(args, name)
+    async with AsyncClient(**options) as client:
+        print("d360calling demo against the real API (read-only)")
+        settings = await client.get_settings()
+        calling = settings.calling
+        print(f"  calling: {calling.status}, SRTP: {calling.srtp_key_exchange_protocol}")
+        if calling.sip is not None:
+            print(f"  SIP: {calling.sip.status}")
+        if args.wa_id:
+            print(
+                "  " + _permission_line(args.wa_id, await client.get_call_permissions(args.wa_id))
+            )
+        print("Calls are not placed: they need your public webhook URL and a WebRTC stack.")
+    return 0
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV):
+        return await _on_real_api(args)
+    try:
+        return await _on_fake()
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,207 @@
+"""Fault injection for the fake API, and the catalogue of documented error bodies.
+
+A :class:`Fault` replaces or disturbs the fake's answer to matching requests. Faults are
+matched in the order they were injected and each is spent after ``times`` uses.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+# Meta's calling error codes with the HTTP status and title they come with (api-facts §5.2),
+# plus the Graph throttling codes the client must understand.
+ERROR_CATALOGUE: dict[int, tuple[int, str]] = {
+    4: (429, "Application request limit reached"),
+    100: (400, "Invalid parameter"),
+    613: (429, "Calls to this api have exceeded the rate limit"),
+    80007: (429, "Rate limit issues"),
+    130429: (429, "Rate limit hit"),
+    131009: (400, "Parameter value is not valid"),
+    131030: (400, "Recipient phone number not in allowed list"),
+    131044: (400, "Payment method is not valid"),
+    131055: (400, "Method not allowed: calling is handled over SIP on this number"),
+    138000: (401, "Calling not enabled"),
+    138001: (400, "Receiver is not able to receive calls"),
+    138002: (429, "Concurrent calls limit reached"),
+    138003: (400, "Duplicate call"),
+    138004: (500, "Connection error"),
+    138005: (429, "Call rate limit reached"),
+    138006: (401, "No approved call permission from the recipient"),
+    138007: (500, "Call connect timeout"),
+    138009: (400, "Call permission request limit reached"),
+    138012: (400, "Business initiated calls limit reached"),
+    138013: (400, "Business initiated calling is not available"),
+    138014: (400, "Calling temporarily disabled due to low quality"),
+    138015: (400, "Calling cannot be enabled for this phone number"),
+    138017: (400, "Permanent call permission already exists"),
+    138018: (400, "Calling prerequisites not met"),
+    138019: (400, "Call setup failed"),
+    138020: (400, "Relay connection failed"),
+    138021: (400, "Media receive timeout"),
+    138022: (400, "Media transmit timeout"),
+    138023: (400, "Call accepted but no media signals received"),
+}
+
+DIALOG_RATE_LIMIT_MESSAGE = "You have exceeded the endpoint rate limit."
+
+
+def meta_error_body(code: int, details: str | None = None, message: str | None = None) -> Any:
+    """The Graph error object as 360dialog passes it through for ``code``."""
+    title = message or ERROR_CATALOGUE.get(code, (400, "Unknown error"))[1]
+    error: dict[str, Any] = {
+        "message": f"(#{code}) {title}",
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": "A" + secrets.token_urlsafe(16),
+    }
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    return {"error": error}
+
+
+def status_for(code: int) -> int:
+    return ERROR_CATALOGUE.get(code, (400, ""))[0]
+
+
+@attrs.frozen(kw_only=True)
+class Fault:
+    """What to do instead of (or on top of) the fake's normal answer.
+
+    - ``delay``: seconds to wait before answering (latency, slow headers).
+    - ``status``/``json``/``body``/``headers``/``content_type``: the answer to give; with no
+      ``status`` the fake's own answer is given (after the delay, with the extra headers).
+    - ``drop="before"``: close the connection without handling the request (nothing changes);
+      ``drop="after"``: handle it (a call really is placed) and close without answering.
+    - ``truncate``: promise the whole body in ``Content-Length`` but send half, then close.
+    - ``slow_body``: send the body in pieces spread over this many seconds.
+    - ``chunked``: send the body with chunked transfer encoding.
+    """
+
+    delay: float = 0.0
+    status: int | None = None
+    json: Any = None
+    body: bytes | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    content_type: str | None = None
+    drop: Literal["before", "after"] | None = None
+    truncate: bool = False
+    slow_body: float = 0.0
+    chunked: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.json is not None and self.body is not None:
+            raise ValueError("give a Fault either json= or body=, not both")
+        if self.drop not in (None, "before", "after"):
+            raise ValueError("drop must be 'before', 'after' or None")
+        if self.delay < 0 or self.slow_body < 0:
+            raise ValueError("delay and slow_body must be >= 0")
+
+    @property
+    def replaces_answer(self) -> bool:
+        return self.status is not None or self.json is not None or self.body is not None
+
+    @classmethod
+    def error(
+        cls,
+        code: int,
+        *,
+        status: int | None = None,
+        details: str | None = None,
+        retry_after: str | float | None = None,
+        delay: float = 0.0,
+    ) -> Fault:
+        """A documented Meta error (``ERROR_CATALOGUE``) with its usual HTTP status."""
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return cls(
+            status=status or status_for(code),
+            json=meta_error_body(code, details),
+            headers=headers,
+            delay=delay,
+        )
+
+    @classmethod
+    def dialog_error(
+        cls, status: int, message: str, *, retry_after: str | float | None = None
+    ) -> Fault:
+        """A 360dialog-level error, ``{"error": "<message>"}``, e.g. its rate-limit 400."""
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return cls(status=status, json={"error": message}, headers=headers)
+
+    @classmethod
+    def rate_limited(cls, *, retry_after: str | float | None = None) -> Fault:
+        """360dialog's throttling answer: HTTP 400 with its rate-limit text (not a 429)."""
+        return cls.dialog_error(400, DIALOG_RATE_LIMIT_MESSAGE, retry_after=retry_after)
+
+
+@attrs.define(eq=False)
+class InjectedFault:
+    """A fault waiting for requests: where it applies and how often it is still used."""
+
+    fault: Fault
+    method: str | None
+    path: str | None
+    action: str | None
+    remaining: int | None  # None: forever
+    hits: int = 0
+
+    def matches(self, method: str, path: str, action: str | None) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        if self.path is not None:
+            if self.path.endswith("*"):
+                if not path.startswith(self.path[:-1]):
+                    return False
+            elif self.path != path:
+                return False
+        return self.action is None or self.action == action
+
+
+class FaultPlan:
+    """The injected faults of one fake server; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[InjectedFault] = []
+
+    def add(
+        self,
+        faults: tuple[Fault, ...],
+        method: str | None,
+        path: str | None,
+        action: str | None,
+        times: int | None,
+    ) -> list[InjectedFault]:
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1 (or None for every request)")
+        added = [
+            InjectedFault(fault, method.upper() if method else None, path, action, times)
+            for fault in faults
+        ]
+        with self._lock:
+            self._faults.extend(added)
+        return added
+
+    def take(self, method: str, path: str, action: str | None) -> Fault | None:
+        with self._lock:
+            for injected in self._faults:
+                if injected.matches(method, path, action):
+                    injected.hits += 1
+                    if injected.remaining is not None:
+                        injected.remaining -= 1
+                        if injected.remaining == 0:
+                            self._faults.remove(injected)
+                    return injected.fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[InjectedFault]:
+        with self._lock:
+            return list(self._faults)

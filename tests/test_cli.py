@@ -1,0 +1,247 @@
+"""The command line: a test per subcommand and per exit code, against the fake API; the demo
+and the console script in their own processes, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+from d360calling._cli import (
+    EXIT_API_ERROR,
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK_ERROR,
+    EXIT_OK,
+    main,
+)
+from d360calling.testing import FakeCallingAPI, sample_answer, sample_offer
+
+from .helpers import API_KEY, USER, closed_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch) -> FakeCallingAPI:
+    monkeypatch.setenv("D360_API_KEY", API_KEY)
+    monkeypatch.setenv("D360_BASE_URL", api.url)
+    return api
+
+
+def sdp_file(tmp_path: Path, sdp: str) -> str:
+    path = tmp_path / "session.sdp"
+    path.write_text(sdp.replace("\r\n", "\n"))  # as an editor saves it: LF line ends
+    return str(path)
+
+
+def test_call_connect(
+    env: FakeCallingAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offer = sample_offer()
+    code = main(
+        ["call", "connect", USER, "--sdp", sdp_file(tmp_path, offer), "--callback-data", "o-1"]
+    )
+    assert code == EXIT_OK
+    (call,) = env.calls.values()
+    assert capsys.readouterr().out.strip() == f"{call.id}: ringing {USER}"
+    assert call.offer_sdp == offer  # CRLF restored
+    assert call.biz_opaque_callback_data == "o-1"
+
+
+def test_call_pre_accept_accept_and_terminate(
+    env: FakeCallingAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call = env.user_calls("4915100000001")
+    answer = sdp_file(tmp_path, sample_answer())
+    assert main(["call", "pre-accept", call.id, "--sdp", answer]) == EXIT_OK
+    assert main(["call", "accept", call.id, "--sdp", answer, "--json"]) == EXIT_OK
+    assert main(["call", "terminate", call.id]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"{call.id}: pre-accept ok" in out
+    assert json.loads(out[out.index("{") : out.index("}") + 1]) == {
+        "messaging_product": "whatsapp",
+        "success": True,
+    }
+    assert f"{call.id}: terminate ok" in out
+    assert (call.actions, call.end_reason) == (["pre_accept", "accept", "terminate"], "terminated")
+
+
+def test_call_reject_reads_the_sdp_from_stdin_for_others(
+    env: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call = env.user_calls("4915100000001")
+    assert main(["call", "reject", call.id]) == EXIT_OK
+    assert call.end_reason == "rejected"
+    other = env.user_calls("4915100000002")
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(sample_answer()))
+    assert main(["call", "accept", other.id, "--sdp", "-"]) == EXIT_OK
+    assert other.state == "accepted"
+
+
+def test_permissions_human_and_json(
+    env: FakeCallingAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["permissions", USER]) == EXIT_OK
+    human = capsys.readouterr().out
+    assert human.startswith("permission: temporary (expires ")
+    assert "start_call: allowed [PT24H 0/100]" in human
+    assert "send_call_permission_request: allowed [PT24H 0/1, P7D 0/2]" in human
+    assert main(["--json", "permissions", "4915100000001"]) == EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["permission"] == {"status": "no_permission"}
+
+
+def test_settings_get_and_set(
+    env: FakeCallingAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["settings", "set", "--srtp-key-exchange-protocol", "SDES"]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == "settings updated"
+    hours = tmp_path / "hours.json"
+    hours.write_text(json.dumps({"calling": {"call_hours": {"status": "DISABLED"}}}))
+    assert main(["settings", "set", "--file", str(hours)]) == EXIT_OK
+    assert main(["settings", "get"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "calling.srtp_key_exchange_protocol: SDES" in out
+    assert "calling.call_hours.status: DISABLED" in out
+    assert main(["settings", "get", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["calling"]["status"] == "ENABLED"
+    assert [r.json for r in env.requests_to("POST", "/calling/settings")] == [
+        {"calling": {"srtp_key_exchange_protocol": "SDES"}},
+        {"calling": {"call_hours": {"status": "DISABLED"}}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["permissions", "not-a-number"], "phone number"),  # the client's own check
+        (["call", "accept", "wacid.X", "--sdp", "/nonexistent.sdp"], "cannot read"),
+        (["settings", "set"], "say what to change"),
+        (["settings", "set", "--status", "ENABLED", "--call-icon-visibility", "DEFAULT"], "one"),
+    ],
+)
+def test_bad_input_exits_2_and_sends_nothing(
+    env: FakeCallingAPI, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == EXIT_BAD_INPUT
+    assert env.requests == []
+    err = capsys.readouterr().err
+    assert err.startswith("d360calling: bad input: ")
+    assert fragment in err
+
+
+def test_argparse_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["call", "hold", "wacid.X"])
+    assert info.value.code == EXIT_BAD_INPUT
+
+
+def test_a_missing_api_key_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("D360_API_KEY", raising=False)
+    assert main(["settings", "get"]) == EXIT_BAD_INPUT
+    assert "no API key" in capsys.readouterr().err
+
+
+def test_an_api_error_exits_3(env: FakeCallingAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "terminate", "wacid.unknown"]) == EXIT_API_ERROR
+    err = capsys.readouterr().err
+    assert "Invalid call_id" in err
+    assert API_KEY not in err
+
+
+def test_a_network_error_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    argv = ["--api-key", API_KEY, "--base-url", url, "--max-retries", "0", "settings", "get"]
+    assert main(argv) == EXIT_NETWORK_ERROR
+    assert "network error" in capsys.readouterr().err
+
+
+# -- in their own processes ---------------------------------------------------------------
+
+
+def run(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("D360_")}
+    return subprocess.run(
+        [sys.executable, "-m", "d360calling", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**clean, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def test_demo_runs_on_the_fake_without_a_key() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "on the built-in fake API" in out
+    for step in ("pre_accept → 200", "accept → 200", "status RINGING", "status ACCEPTED"):
+        assert step in out
+    assert out.count("COMPLETED") == 2
+    assert "Done: 2 calls completed, 7 API requests, 7 webhooks, 0 errors." in out
+    assert result.stderr == ""
+
+
+def test_demo_with_a_key_only_reads(api: FakeCallingAPI) -> None:
+    result = run("demo", "--wa-id", USER, env={"D360_API_KEY": API_KEY, "D360_BASE_URL": api.url})
+    assert result.returncode == 0, result.stderr
+    assert "calling: ENABLED" in result.stdout
+    assert f"{USER}: permission temporary, can start a call: True" in result.stdout
+    assert [r.method for r in api.requests] == ["GET", "GET"]
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sysconfig.get_path("scripts")) / "d360calling"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout.startswith("d360calling ")
+
+
+def test_ctrl_c_exits_130_and_the_fake_server_stops_cleanly(api: FakeCallingAPI) -> None:
+    from d360calling.testing import Fault
+
+    api.inject(Fault(delay=30), path="/calling/settings")
+    env = {**os.environ, "D360_API_KEY": API_KEY, "D360_BASE_URL": api.url}
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "d360calling", "settings", "get"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "d360calling", "fake-server", "--port", str(closed_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        assert banner.startswith("fake 360dialog Calling API on http://127.0.0.1:")
+        deadline = time.monotonic() + 10
+        while api.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for process in (slow, server):
+            process.send_signal(signal.SIGINT)
+        assert slow.wait(10) == EXIT_INTERRUPTED
+        assert server.wait(10) == EXIT_OK
+    finally:
+        for process in (slow, server):
+            process.kill()
+            process.communicate()
