@@ -26,6 +26,7 @@ from ._constants import API_KEY_ENV
 from .models import CallPermissions
 from .testing import FakeCallingAPI, sample_answer, sample_offer
 from .testing._delivery import SIGNATURE_HEADER, sign
+from .testing._server import serve
 
 CALLER = "4915112345678"  # calls the business
 CALLEE = "4915187654321"  # the business calls them
@@ -57,13 +58,7 @@ class _WebhookInbox:
     async def __aenter__(self) -> _WebhookInbox:
         app = web.Application()
         app.router.add_post("/webhook", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, port = await serve(app)
         self.url = f"http://127.0.0.1:{port}/webhook"
         return self
 

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from d360calling.testing import FakeCallingAPI
+from d360calling.testing._server import serve
 
 API_KEY = "test-key-0123456789"
 USER = "4915112345678"  # a WhatsApp user who has granted call permission in every test
@@ -56,12 +57,8 @@ class WebhookSink:
     async def __aenter__(self) -> WebhookSink:
         app = web.Application()
         app.router.add_post("/hook", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[attr-defined]
+        self._runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}/hook"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

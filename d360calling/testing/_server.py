@@ -48,6 +48,23 @@ class RecordedRequest:
         return json.loads(self.body)
 
 
+async def serve(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0, **options: Any
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0: any free port); returns the runner and the port."""
+    runner = web.AppRunner(app, access_log=None, **options)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+
 class FakeCallingAPI:
     """A stateful stand-in for ``https://waba-v2.360dialog.io``'s Calling endpoints.
 
@@ -126,14 +143,7 @@ class FakeCallingAPI:
         self._loop = asyncio.get_running_loop()
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app, self.host, self.port, handler_cancellation=True)
         await self._sender.start()
         self._ticker = asyncio.create_task(self._tick(), name="d360calling-fake-ticker")
         return self

@@ -11,15 +11,22 @@ For an :class:`~d360calling.AsyncClient`, use ``async with d360_fake_api.async_c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .._sync_client import Client
-from ._server import FakeCallingAPI
+if TYPE_CHECKING:
+    from .._sync_client import Client
+    from ._server import FakeCallingAPI
+
+# The library is imported inside the fixtures, so a project that has d360calling installed
+# but does not use these fixtures does not pay for importing aiohttp at pytest start-up.
 
 
 @pytest.fixture
 def d360_fake_api() -> Iterator[FakeCallingAPI]:
+    from ._server import FakeCallingAPI
+
     with FakeCallingAPI() as fake:
         yield fake
 
