@@ -234,9 +234,11 @@ async def test_reject_and_unknown_calls(fake: FakeCallingAPI, client: AsyncClien
 @pytest.mark.asyncio
 async def test_unanswered_call_ends_after_the_answer_window() -> None:
     async with FakeCallingAPI(answer_window=0.2) as fake, fake.async_client() as client:
-        call = fake.user_calls(OTHER)
+        call, answered = fake.user_calls(OTHER), fake.user_calls("4915100000008")
+        await client.accept_call(answered.id, sample_answer())
         await asyncio.sleep(0.5)
         assert (call.state, call.end_reason) == ("ended", "not_answered")
+        assert answered.state == "accepted"  # the window is for answering, not for talking
         with pytest.raises(BadRequestError, match="already ended"):
             await client.accept_call(call.id, sample_answer())
         assert fake.webhooks[-1].value["calls"][0]["event"] == "terminate"

@@ -165,6 +165,8 @@ class FakeWorld:
         self.request_limits = (Limit("PT24H", DAY, 1), Limit("P7D", WEEK, 2))
         self.call_limits = (Limit("PT24H", DAY, connected_call_limit),)
         self.calls: dict[str, FakeCall] = {}
+        # Calls still waiting for an answer: the timer looks at these only, not at history.
+        self._unanswered_calls: dict[str, FakeCall] = {}
         self.users: dict[str, UserState] = {}
         self.settings = default_settings()
         self._permission_reads: list[float] = []
@@ -213,6 +215,7 @@ class FakeWorld:
             user_name=name,
         )
         self.calls[call.id] = call
+        self._unanswered_calls[call.id] = call
         return call
 
     def _usage(self, stamps: list[float], limit: Limit) -> tuple[int, float | None]:
@@ -400,6 +403,7 @@ class FakeWorld:
             call.state = "pre_accepted"
             return
         call.state = "accepted"
+        self._unanswered_calls.pop(call.id, None)
         call.connected_at = self.now()
         if body.get("biz_opaque_callback_data") is not None:
             call.biz_opaque_callback_data = body["biz_opaque_callback_data"]
@@ -489,6 +493,7 @@ class FakeWorld:
             call = self._ringing_outbound(call_id, "answer")
             call.answer_sdp = sdp if sdp is not None else sample_answer(call.id)
             call.state = "accepted"
+            self._unanswered_calls.pop(call.id, None)
             call.connected_at = self.now()
             self._connected(self.user(call.user))
             entry: dict[str, Any] = {
@@ -534,8 +539,8 @@ class FakeWorld:
         """End every call whose answer window has passed; runs on a short timer."""
         with self.lock:
             now = self.now()
-            for call in self.calls.values():
-                if call.state in ("ringing", "pre_accepted") and call.answer_by <= now:
+            for call in list(self._unanswered_calls.values()):
+                if call.answer_by <= now:
                     self._end(call, "not_answered")
                     if call.direction == "BUSINESS_INITIATED":
                         self._unanswered(call)
@@ -578,6 +583,7 @@ class FakeWorld:
         details: str | None = None,
     ) -> None:
         call.state, call.end_reason, call.ended_at = "ended", reason, self.now()
+        self._unanswered_calls.pop(call.id, None)
         inbound = call.direction == "USER_INITIATED"
         entry: dict[str, Any] = {
             "id": call.id,
