@@ -23,6 +23,7 @@ from .errors import (
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    WebhookParseError,
 )
 from .models import (
     CallAction,
@@ -68,6 +69,7 @@ __all__ = (
     "ServerError",
     "Settings",
     "SipSettings",
+    "WebhookParseError",
     "__version__",
     "errors",
     "models",

@@ -22,6 +22,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from .models.calls import CallActionRequest
 from .models.permissions import CallPermission
 from .models.settings import HolidaySchedule
+from .models.webhooks import CallConnectEvent, CallStatusEvent, CallTerminateEvent
 
 __all__ = ("decode", "decode_errors", "encode", "make_converter")
 
@@ -31,6 +32,9 @@ T = TypeVar("T")
 _ALIASES: dict[type, dict[str, str]] = {
     CallPermission: {"expiration": "expiration_time"},
     HolidaySchedule: {"open_time": "start_time", "close_time": "end_time"},
+    CallConnectEvent: {"id": "call_id", "from": "from_"},
+    CallStatusEvent: {"id": "call_id"},
+    CallTerminateEvent: {"id": "call_id", "from": "from_"},
 }
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})

@@ -25,8 +25,9 @@ from ._async_client import AsyncClient
 from ._constants import API_KEY_ENV
 from .models import CallPermissions
 from .testing import FakeCallingAPI, sample_answer, sample_offer
-from .testing._delivery import SIGNATURE_HEADER, sign
 from .testing._server import serve
+from .webhooks._auth import SIGNATURE_HEADER
+from .webhooks._auth import signature as sign
 
 CALLER = "4915112345678"  # calls the business
 CALLEE = "4915187654321"  # the business calls them

@@ -5,6 +5,7 @@
     D360Error
     ├── InvalidRequestError (also ValueError)   bad input, raised before anything is sent
     ├── ClientClosedError (also RuntimeError)   the client was closed
+    ├── WebhookParseError (also ValueError)     a webhook body that is not a WhatsApp webhook
     ├── ResponseDecodeError                     a 2xx body that is not what the API promises
     ├── APIConnectionError                      no HTTP response: refused, reset, TLS, DNS
     │   └── APITimeoutError                     an attempt ran past its timeout
@@ -44,6 +45,7 @@ __all__ = (
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "WebhookParseError",
     "error_from_response",
 )
 
@@ -75,6 +77,10 @@ class InvalidRequestError(D360Error, ValueError):
 
 class ClientClosedError(D360Error, RuntimeError):
     """The client has been closed; create a new one."""
+
+
+class WebhookParseError(D360Error, ValueError):
+    """A webhook body that is not JSON, or not a WhatsApp Business Account webhook."""
 
 
 class APIConnectionError(D360Error):

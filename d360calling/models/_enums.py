@@ -12,10 +12,15 @@ import enum
 __all__ = (
     "AudioCodec",
     "CallAction",
+    "CallDirection",
+    "CallStatus",
+    "CallTerminateStatus",
     "CallIconVisibility",
     "DayOfWeek",
     "FeatureStatus",
     "PermissionAction",
+    "PermissionReplyResponse",
+    "PermissionReplySource",
     "PermissionStatus",
     "SdpType",
     "SrtpKeyExchangeProtocol",
@@ -91,3 +96,31 @@ class AudioCodec(_StrEnum):
 class VoicemailTrigger(_StrEnum):
     REJECT = "REJECT"
     TIMEOUT = "TIMEOUT"
+
+
+class CallDirection(_StrEnum):
+    USER_INITIATED = "USER_INITIATED"
+    BUSINESS_INITIATED = "BUSINESS_INITIATED"
+
+
+class CallStatus(_StrEnum):
+    """A business-initiated call's ``statuses[].status`` webhook."""
+
+    RINGING = "RINGING"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class CallTerminateStatus(_StrEnum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class PermissionReplyResponse(_StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+class PermissionReplySource(_StrEnum):
+    USER_ACTION = "user_action"
+    AUTOMATIC = "automatic"

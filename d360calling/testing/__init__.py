@@ -12,7 +12,9 @@ Installing d360calling also gives pytest the fixtures ``d360_fake_api`` and ``d3
 (see :mod:`d360calling.testing.pytest_plugin`).
 """
 
-from ._delivery import SIGNATURE_HEADER, WebhookDelivery, sign
+from ..webhooks._auth import SIGNATURE_HEADER
+from ..webhooks._auth import signature as sign
+from ._delivery import WebhookDelivery
 from ._faults import ERROR_CATALOGUE, Fault, InjectedFault
 from ._sdp import sample_answer, sample_offer
 from ._server import DEFAULT_API_KEY, FakeCallingAPI, RecordedRequest

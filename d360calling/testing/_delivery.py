@@ -5,8 +5,6 @@ the real sender. Tests can hold deliveries and release them reversed or duplicat
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -16,13 +14,8 @@ from typing import Any
 import aiohttp
 import attrs
 
-SIGNATURE_HEADER = "x-360dialog-signature"
-
-
-def sign(secret: str | bytes, body: bytes) -> str:
-    """The ``x-360dialog-signature`` value for ``body``: hex HMAC-SHA256 keyed with ``secret``."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    return hmac.new(key, body, hashlib.sha256).hexdigest()
+from ..webhooks._auth import SIGNATURE_HEADER
+from ..webhooks._auth import signature as sign
 
 
 @attrs.define(eq=False)

@@ -1,0 +1,49 @@
+"""Call webhooks: typed events, authentication, and a receiver that survives real delivery.
+
+>>> from d360calling.webhooks import parse_webhook
+>>> events = parse_webhook(body)          # doctest: +SKIP
+"""
+
+from ..errors import WebhookParseError
+from ..models.webhooks import (
+    CallConnectEvent,
+    CallEvent,
+    CallStatusEvent,
+    CallTerminateEvent,
+    ContactProfile,
+    PermissionReplyEvent,
+    UnknownEvent,
+    WebhookContact,
+    WebhookError,
+    WebhookEvent,
+    WebhookMetadata,
+)
+from ._auth import SIGNATURE_HEADER, WebhookAuth, signature, verify_signature
+from ._parse import parse_webhook
+from ._receiver import WebhookReceiver
+from ._tracker import CallRecord, CallStore, CallTracker, InMemoryCallStore
+
+__all__ = (
+    "SIGNATURE_HEADER",
+    "CallConnectEvent",
+    "CallEvent",
+    "CallRecord",
+    "CallStatusEvent",
+    "CallStore",
+    "CallTerminateEvent",
+    "CallTracker",
+    "ContactProfile",
+    "InMemoryCallStore",
+    "PermissionReplyEvent",
+    "UnknownEvent",
+    "WebhookAuth",
+    "WebhookContact",
+    "WebhookError",
+    "WebhookEvent",
+    "WebhookMetadata",
+    "WebhookParseError",
+    "WebhookReceiver",
+    "parse_webhook",
+    "signature",
+    "verify_signature",
+)
