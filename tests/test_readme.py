@@ -4,16 +4,20 @@ command it names."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
 import subprocess
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from d360calling.testing import FakeCallingAPI, Fault, sample_offer
+from d360calling.testing._server import serve
 
 from .helpers import API_KEY
 
@@ -36,14 +40,21 @@ def run_block(marker: str, api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_every_python_example_is_run_here() -> None:
-    markers = ["async def main", "fake.client()", "settings = client", "test_my_bot", "except"]
+    markers = [
+        "permissions = await",
+        "fake.client()",
+        "settings = client",
+        "WebhookReceiver(",
+        "test_my_bot",
+        "except",
+    ]
     assert sorted(BLOCKS) == sorted(block(m) for m in markers)
 
 
 def test_async_quick_start(
     api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_block("async def main", api, monkeypatch)
+    run_block("permissions = await", api, monkeypatch)
     out = capsys.readouterr().out
     assert "permission: temporary" in out
     (call,) = api.calls.values()
@@ -73,6 +84,44 @@ def test_errors_example(
     api.inject(Fault.rate_limited(retry_after=120), action="connect")
     run_block("except", api, monkeypatch)
     assert capsys.readouterr().out.strip() == "throttled; retry after 120.0"
+
+
+@pytest.mark.asyncio
+async def test_the_bot_answers_an_inbound_call_and_refuses_forged_webhooks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(block("WebhookReceiver("), "README.md bot", "exec"), namespace)
+    assert len(block("WebhookReceiver(").strip().splitlines()) < 40
+    headers = {"X-Webhook-Secret": "change-me"}
+    async with FakeCallingAPI(webhook_headers=headers) as fake, fake.async_client() as client:
+        app = namespace["make_app"](client)
+        runner, port = await serve(app)
+        try:
+            fake.webhook_url = f"http://127.0.0.1:{port}/webhook"
+            call = fake.user_calls("4915100000001")
+            assert await _eventually(lambda: call.state == "accepted")
+            fake.user_hangs_up(call.id)
+            await fake.drain_webhooks()
+            forged = FakeCallingAPI(webhook_url=fake.webhook_url)  # no secret header
+            async with forged:
+                intruder = forged.user_calls("4915100000002", name="Mallory")
+                await forged.drain_webhooks()
+            assert forged.webhooks[0].status == 401
+            assert intruder.actions == []
+        finally:
+            await runner.cleanup()
+    out = capsys.readouterr().out
+    assert f"answered {call.id} from 4915100000001" in out
+    assert f"ended {call.id} COMPLETED" in out
+
+
+async def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    for _ in range(int(timeout / 0.01)):  # polled: the state lives in the fake, not in an event
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return predicate()
 
 
 def test_the_pytest_example_passes_as_a_users_test_file(pytester: pytest.Pytester) -> None:

@@ -157,11 +157,13 @@ class CallConnectEvent(CallEvent):
         return sdp
 
     def pre_accept(self, client: AsyncClient | Client, sdp: str, **options: Any) -> Any:
-        return client.pre_accept_call(self.call_id, self._answer_sdp("pre_accept", sdp), **options)
+        answer = self._answer_sdp("pre_accept", sdp)  # checked before anything is looked up
+        return client.pre_accept_call(self.call_id, answer, **options)
 
     def accept(self, client: AsyncClient | Client, sdp: str, **options: Any) -> Any:
         """Accept with your SDP answer (the same as a pre-accept's)."""
-        return client.accept_call(self.call_id, self._answer_sdp("accept", sdp), **options)
+        answer = self._answer_sdp("accept", sdp)
+        return client.accept_call(self.call_id, answer, **options)
 
     def reject(self, client: AsyncClient | Client, **options: Any) -> Any:
         self._answer_sdp("reject", "")
