@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
-import json
 import os
 import secrets
 import sys
 import time
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -26,8 +24,17 @@ from ._constants import API_KEY_ENV
 from .models import CallPermissions
 from .testing import FakeCallingAPI, sample_answer, sample_offer
 from .testing._server import serve
-from .webhooks._auth import SIGNATURE_HEADER
-from .webhooks._auth import signature as sign
+from .webhooks import (
+    SIGNATURE_HEADER,
+    CallConnectEvent,
+    CallStatusEvent,
+    CallTerminateEvent,
+    PermissionReplyEvent,
+    WebhookEvent,
+    WebhookReceiver,
+)
+
+E = TypeVar("E")
 
 CALLER = "4915112345678"  # calls the business
 CALLEE = "4915187654321"  # the business calls them
@@ -47,19 +54,21 @@ class _Printer:
 
 
 class _WebhookInbox:
-    """A minimal webhook endpoint for the demo: checks the signature, answers 200 at once,
-    and queues each event for the demo to act on."""
+    """The demo's webhook endpoint: a :class:`WebhookReceiver` that checks the signature,
+    answers 200 at once and queues each event for the demo to act on."""
 
     def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._events: asyncio.Queue[WebhookEvent] = asyncio.Queue()
+
+        async def queue(event: WebhookEvent) -> None:
+            self._events.put_nowait(event)
+
+        self.receiver = WebhookReceiver(on_event=queue, signing_secret=secret)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def __aenter__(self) -> _WebhookInbox:
-        app = web.Application()
-        app.router.add_post("/webhook", self._receive)
-        self._runner, port = await serve(app)
+        self._runner, port = await serve(self.receiver.app("/webhook"))
         self.url = f"http://127.0.0.1:{port}/webhook"
         return self
 
@@ -72,53 +81,40 @@ class _WebhookInbox:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        if not hmac.compare_digest(given, sign(self._secret, body)):
-            return web.Response(status=401)
-        for change in json.loads(body)["entry"][0]["changes"]:
-            value = change["value"]
-            for key in ("calls", "statuses", "messages"):
-                for item in value.get(key, ()):
-                    self._events.put_nowait((key, item))
-        return web.Response(status=200)
-
-    async def next(self) -> tuple[str, dict[str, Any]]:
+    async def next(self) -> WebhookEvent:
         try:
             return await asyncio.wait_for(self._events.get(), WEBHOOK_WAIT)
         except asyncio.TimeoutError:
             raise DemoError(f"no webhook arrived within {WEBHOOK_WAIT:.0f} s") from None
 
 
-def _describe(kind: str, item: dict[str, Any]) -> str:
-    if kind == "statuses":
-        return f"status {item['status']} for {item['id'][:18]}…"
-    if kind == "messages":
-        reply = item["interactive"]["call_permission_reply"]
-        until = datetime.fromtimestamp(int(reply.get("expiration_timestamp", 0)), timezone.utc)
-        kind_of = (
-            "permanent"
-            if reply.get("is_permanent")
-            else f"temporary, until {until:%Y-%m-%d %H:%M} UTC"
-        )
-        return f"call permission reply from {item['from']}: {reply['response']} ({kind_of})"
-    text = f"{item['event']} {item['id'][:18]}… {item['direction']}"
-    if "session" in item:
-        text += f", SDP {item['session']['sdp_type']} ({len(item['session']['sdp'])} bytes)"
-    if item["event"] == "terminate":
-        text += f", {item['status']}"
-        if "duration" in item:
-            text += f" after {item['duration']} s"
-    return text
+def _describe(event: WebhookEvent) -> str:
+    if isinstance(event, CallStatusEvent):
+        return f"status {event.status} for {event.call_id[:18]}…"
+    if isinstance(event, PermissionReplyEvent):
+        if event.is_permanent:
+            lasting = "permanent"
+        else:
+            until = datetime.fromtimestamp(event.expiration_timestamp or 0, timezone.utc)
+            lasting = f"temporary, until {until:%Y-%m-%d %H:%M} UTC"
+        return f"call permission reply from {event.from_}: {event.response} ({lasting})"
+    if isinstance(event, CallConnectEvent):
+        text = f"connect {event.call_id[:18]}… {event.direction}"
+        if event.session is not None:
+            text += f", SDP {event.session.sdp_type} ({len(event.session.sdp)} bytes)"
+        return text
+    if isinstance(event, CallTerminateEvent):
+        text = f"terminate {event.call_id[:18]}… {event.direction}, {event.status}"
+        return text + (f" after {event.duration} s" if event.duration is not None else "")
+    return f"{event.kind} event"
 
 
-async def _expect(inbox: _WebhookInbox, step: _Printer, kind: str, **match: str) -> dict[str, Any]:
-    item_kind, item = await inbox.next()
-    step("webhook", _describe(item_kind, item))
-    if item_kind != kind or any(item.get(k) != v for k, v in match.items()):
-        raise DemoError(f"expected a {kind} webhook with {match}, got {item_kind}: {item}")
-    return item
+async def _expect(inbox: _WebhookInbox, step: _Printer, cls: type[E], **match: Any) -> E:
+    event = await inbox.next()
+    step("webhook", _describe(event))
+    if not isinstance(event, cls) or any(getattr(event, k) != v for k, v in match.items()):
+        raise DemoError(f"expected a {cls.__name__} with {match}, got {event!r}")
+    return event
 
 
 def _permission_line(who: str, p: CallPermissions) -> str:
@@ -130,17 +126,17 @@ async def _inbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookInb
     print("\nAn inbound call: the user calls, the business answers", flush=True)
     step("user", f"{CALLER} taps the call button")
     fake.user_calls(CALLER, name="Alice")
-    connect = await _expect(inbox, step, "calls", event="connect")
-    call_id = connect["id"]
-    answer = sample_answer(call_id)  # your WebRTC stack's answer to connect["session"]["sdp"]
-    await client.pre_accept_call(call_id, answer)
+    connect = await _expect(inbox, step, CallConnectEvent)
+    call_id = connect.call_id
+    answer = sample_answer(call_id)  # your WebRTC stack's answer to connect.sdp
+    await connect.pre_accept(client, answer)
     step("business", "pre_accept → 200 (media can start connecting)")
-    await client.accept_call(call_id, answer)
+    await connect.accept(client, answer)
     step("business", "accept → 200 (same SDP answer; the call is live)")
     await asyncio.sleep(1.0)  # the conversation
     await client.terminate_call(call_id)
     step("business", "terminate → 200")
-    await _expect(inbox, step, "calls", event="terminate", id=call_id)
+    await _expect(inbox, step, CallTerminateEvent, call_id=call_id)
 
 
 async def _outbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookInbox) -> None:
@@ -150,7 +146,7 @@ async def _outbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookIn
     step("business", _permission_line(CALLEE, before))
     step("user", f"{CALLEE} allows calls from the business profile")
     fake.grant_permission(CALLEE)
-    await _expect(inbox, step, "messages")
+    await _expect(inbox, step, PermissionReplyEvent)
     after = await client.get_call_permissions(CALLEE)
     step("business", _permission_line(CALLEE, after))
     if not after.can_start_call:
@@ -159,15 +155,15 @@ async def _outbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookIn
         CALLEE, sample_offer("demo"), biz_opaque_callback_data="demo-order-42"
     )
     step("business", f"connect → {call.call_id[:18]}…")
-    await _expect(inbox, step, "statuses", status="RINGING")
+    await _expect(inbox, step, CallStatusEvent, status="RINGING")
     step("user", f"{CALLEE} picks up")
     fake.user_answers(call.call_id)
-    await _expect(inbox, step, "calls", event="connect", id=call.call_id)
-    await _expect(inbox, step, "statuses", status="ACCEPTED")
+    await _expect(inbox, step, CallConnectEvent, call_id=call.call_id)
+    await _expect(inbox, step, CallStatusEvent, status="ACCEPTED")
     await asyncio.sleep(1.0)
     await client.terminate_call(call.call_id)
     step("business", "terminate → 200")
-    await _expect(inbox, step, "calls", event="terminate", id=call.call_id)
+    await _expect(inbox, step, CallTerminateEvent, call_id=call.call_id)
 
 
 async def _on_fake() -> int:
