@@ -240,7 +240,7 @@ def _human(result: Any, args: argparse.Namespace) -> str:
 # -- running ------------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> AsyncClient:
+def client_from_args(args: argparse.Namespace) -> AsyncClient:
     options: dict[str, Any] = {}
     for name in ("api_key", "base_url", "timeout", "max_retries"):
         if hasattr(args, name):
@@ -273,7 +273,7 @@ def _api_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any
 
 async def _run_api(args: argparse.Namespace) -> int:
     call = _api_call(args)  # reads files and checks flags before any connection is made
-    async with _client(args) as client:
+    async with client_from_args(args) as client:
         result = await call(client)
     if getattr(args, "json", False):
         print(json.dumps(encode(result), indent=2, sort_keys=True))

@@ -188,11 +188,9 @@ async def _on_fake() -> int:
 
 
 async def _on_real_api(args: argparse.Namespace) -> int:
-    options: dict[str, Any] = {}
-    for name in ("api_key", "base_url", "timeout", "max_retries"):
-        if hasattr(args, name):
-            options[name] = getattr(args, name)
-    async with AsyncClient(**options) as client:
+    from ._cli import client_from_args  # the command's own option handling
+
+    async with client_from_args(args) as client:
         print("d360calling demo against the real API (read-only)")
         settings = await client.get_settings()
         calling = settings.calling
