@@ -202,6 +202,6 @@ class FaultPlan:
         with self._lock:
             self._faults.clear()
 
-    def pending(self) -> list[InjectedFault]:
+    def __bool__(self) -> bool:
         with self._lock:
-            return list(self._faults)
+            return bool(self._faults)
