@@ -31,6 +31,7 @@ from ._constants import (
 )
 from ._converter import decode, decode_errors, encode
 from ._headers import request_id_from
+from ._redact import redact_addresses
 from ._retry import Resend, RetryPolicy
 from ._transport import AsyncTransport, RawResponse
 from ._validation import (
@@ -66,6 +67,13 @@ Deadline = float | datetime.datetime
 """When an answer-side action stops being worth retrying: Unix seconds or an aware datetime."""
 
 _log = logging.getLogger("d360calling")
+# Request bodies at DEBUG, separately switchable: they hold SDPs (addresses redacted by default).
+_wire_log = logging.getLogger("d360calling.wire")
+# Answer-side actions and settings updates come back as the same few bytes every time; their
+# models are frozen, so one decode of those bytes can be handed out again.
+_MEMO_TYPES: frozenset[type] = frozenset({CallActionResponse, UpdateSettingsResponse})
+_MEMO_MAX_BODY = 256
+_MEMO_MAX_ENTRIES = 64
 
 
 class AsyncClient:
@@ -81,6 +89,12 @@ class AsyncClient:
     retrying pre_accept/accept/reject/terminate. ``session`` is an aiohttp session to use
     instead of our own; the client never closes it. ``strict=True`` makes unknown keys in
     responses an error (for tests that watch for API drift).
+
+    TLS certificates are always verified: against the system's CAs, the PEM file
+    ``ca_bundle``, or the given ``ssl_context``. Each attempt logs one line on the
+    ``d360calling`` logger (DEBUG when it succeeds, INFO when it fails); request bodies go to
+    ``d360calling.wire`` at DEBUG, with the IP addresses in SDPs redacted unless
+    ``log_sdp_addresses=True``. The API key is never logged.
     """
 
     def __init__(
@@ -96,8 +110,10 @@ class AsyncClient:
         answer_window: float = DEFAULT_ANSWER_WINDOW,
         retry_policy: RetryPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
         strict: bool = False,
+        log_sdp_addresses: bool = False,
     ):
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key:
@@ -116,13 +132,15 @@ class AsyncClient:
         self._answer_window = check_seconds(answer_window, "answer_window")
         self._retry = retry_policy if retry_policy is not None else RetryPolicy()
         self._strict = strict
+        self._log_sdp_addresses = bool(log_sdp_addresses)
+        self._decoded: dict[tuple[type, bytes], Any] = {}
         self._transport = AsyncTransport(
             base_url=self._base_url,
             api_key=key,
             connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
             pool_size=pool_size,
             keepalive_timeout=check_seconds(keepalive_timeout, "keepalive_timeout"),
-            ssl_context=ssl_context,
+            ssl_context=_tls_context(ssl_context, ca_bundle),
             session=session,
         )
 
@@ -205,9 +223,8 @@ class AsyncClient:
     ) -> CallActionResponse:
         """Pre-accept an inbound call with the SDP answer, so media can start connecting."""
         request = CallActionRequest(action=CallAction.PRE_ACCEPT, call_id=call_id, sdp=sdp)
-        return await self.perform_call_action(
-            request, deadline=deadline, timeout=timeout, max_retries=max_retries
-        )
+        response, _ = await self._call_action(request, deadline, timeout, max_retries)
+        return response
 
     async def accept_call(
         self,
@@ -226,9 +243,8 @@ class AsyncClient:
             sdp=sdp,
             biz_opaque_callback_data=biz_opaque_callback_data,
         )
-        return await self.perform_call_action(
-            request, deadline=deadline, timeout=timeout, max_retries=max_retries
-        )
+        response, _ = await self._call_action(request, deadline, timeout, max_retries)
+        return response
 
     async def reject_call(
         self,
@@ -240,9 +256,8 @@ class AsyncClient:
     ) -> CallActionResponse:
         """Reject an inbound call."""
         request = CallActionRequest(action=CallAction.REJECT, call_id=call_id)
-        return await self.perform_call_action(
-            request, deadline=deadline, timeout=timeout, max_retries=max_retries
-        )
+        response, _ = await self._call_action(request, deadline, timeout, max_retries)
+        return response
 
     async def terminate_call(
         self,
@@ -254,9 +269,8 @@ class AsyncClient:
     ) -> CallActionResponse:
         """End a call in progress (either direction)."""
         request = CallActionRequest(action=CallAction.TERMINATE, call_id=call_id)
-        return await self.perform_call_action(
-            request, deadline=deadline, timeout=timeout, max_retries=max_retries
-        )
+        response, _ = await self._call_action(request, deadline, timeout, max_retries)
+        return response
 
     async def perform_call_action(
         self,
@@ -403,6 +417,8 @@ class AsyncClient:
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from exc
         loop = asyncio.get_running_loop()
+        if body is not None and _wire_log.isEnabledFor(logging.DEBUG):
+            _wire_log.debug("%s %s body: %s", method, path, self._loggable(body))
         attempt = 0
         while True:
             this_timeout = attempt_timeout
@@ -411,45 +427,76 @@ class AsyncClient:
                 # full timeout (the deadline may come from a clock we do not share).
                 this_timeout = max(min(attempt_timeout, deadline - loop.time()), 0.001)
             error: D360Error
+            started = loop.time()
             try:
                 response = await self._transport.send(method, path, body, timeout=this_timeout)
             except APIConnectionError as exc:
                 error = exc
-                _log.debug("%s %s -> %s attempt=%d", method, path, exc, attempt + 1)
+                status: int | str = type(exc).__name__
+                request_id = None
             else:
-                if _log.isEnabledFor(logging.DEBUG):
-                    _log.debug(
-                        "%s %s -> %d attempt=%d elapsed=%.3fs request_id=%s",
-                        method,
-                        path,
-                        response.status,
-                        attempt + 1,
-                        response.elapsed,
-                        request_id_from(response.headers),
-                    )
                 if 200 <= response.status < 300:
+                    if _log.isEnabledFor(logging.DEBUG):
+                        _log_attempt(
+                            logging.DEBUG,
+                            method,
+                            path,
+                            response.status,
+                            attempt,
+                            response.elapsed,
+                            request_id_from(response.headers),
+                            "ok",
+                        )
                     return response
                 error = error_from_response(
                     response.status, response.headers, response.body, method=method, path=path
                 )
-            if attempt >= retries or not self._retry.is_retryable(error, resend):
-                raise error
-            delay = self._retry.delay(error, attempt)
-            if delay is None or (deadline is not None and loop.time() + delay >= deadline):
-                raise error
-            _log.info(
-                "%s %s failed (%s); retry %d of %d in %.2fs",
+                status, request_id = response.status, error.request_id
+            elapsed = loop.time() - started
+            delay = None
+            if attempt < retries and self._retry.is_retryable(error, resend):
+                delay = self._retry.delay(error, attempt)
+                if delay is not None and deadline is not None and loop.time() + delay >= deadline:
+                    delay = None
+            outcome = (
+                "giving up"
+                if delay is None
+                else f"retry {attempt + 1} of {retries} in {delay:.2f}s"
+            )
+            _log_attempt(
+                logging.INFO,
                 method,
                 path,
-                type(error).__name__,
-                attempt + 1,
-                retries,
-                delay,
+                status,
+                attempt,
+                elapsed,
+                request_id,
+                f"{type(error).__name__}; {outcome}",
             )
+            if delay is None:
+                raise error
             await asyncio.sleep(delay)
             attempt += 1
 
+    def _loggable(self, body: bytes) -> str:
+        text = body.decode("utf-8", "replace")
+        return text if self._log_sdp_addresses else redact_addresses(text)
+
     def _decode(self, cls: type[T], raw: RawResponse) -> T:
+        body = raw.body
+        memo = cls in _MEMO_TYPES and len(body) <= _MEMO_MAX_BODY
+        if memo:
+            hit = self._decoded.get((cls, body))
+            if hit is not None:
+                return hit  # type: ignore[no-any-return]
+        decoded = self._decode_body(cls, raw)
+        if memo:
+            if len(self._decoded) >= _MEMO_MAX_ENTRIES:
+                self._decoded.clear()
+            self._decoded[(cls, body)] = decoded
+        return decoded
+
+    def _decode_body(self, cls: type[T], raw: RawResponse) -> T:
         try:
             data = _json.loads(raw.body)
         except _json.JSONDecodeError:
@@ -471,6 +518,53 @@ class AsyncClient:
             method=raw.method,
             path=raw.path,
         )
+
+
+def _tls_context(
+    ssl_context: ssl.SSLContext | None, ca_bundle: str | os.PathLike[str] | None
+) -> ssl.SSLContext | None:
+    if ca_bundle is None:
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise InvalidRequestError("ssl_context must be an ssl.SSLContext")
+        return ssl_context
+    if ssl_context is not None:
+        raise InvalidRequestError("give ssl_context or ca_bundle, not both")
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca_bundle))
+    except (OSError, ssl.SSLError, TypeError) as exc:
+        raise InvalidRequestError(f"ca_bundle {ca_bundle!r:.80} cannot be loaded: {exc}") from exc
+
+
+def _log_attempt(
+    level: int,
+    method: str,
+    path: str,
+    status: int | str,
+    attempt: int,
+    elapsed: float,
+    request_id: str | None,
+    outcome: str,
+) -> None:
+    """The one log line of an attempt; the fields are also on the record for structured logs."""
+    _log.log(
+        level,
+        "%s %s -> %s attempt=%d elapsed=%.3fs request_id=%s: %s",
+        method,
+        path,
+        status,
+        attempt + 1,
+        elapsed,
+        request_id or "-",
+        outcome,
+        extra={
+            "d360_method": method,
+            "d360_path": path,
+            "d360_status": status,
+            "d360_attempt": attempt + 1,
+            "d360_elapsed": elapsed,
+            "d360_request_id": request_id,
+        },
+    )
 
 
 def _bad_body(message: str, raw: RawResponse) -> ResponseDecodeError:

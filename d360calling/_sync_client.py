@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import os
 import ssl
 import threading
 import warnings
@@ -68,7 +69,9 @@ class Client:
         answer_window: float = DEFAULT_ANSWER_WINDOW,
         retry_policy: RetryPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
         strict: bool = False,
+        log_sdp_addresses: bool = False,
     ):
         self._options: dict[str, Any] = {
             "api_key": api_key,
@@ -81,7 +84,9 @@ class Client:
             "answer_window": answer_window,
             "retry_policy": retry_policy,
             "ssl_context": ssl_context,
+            "ca_bundle": ca_bundle,
             "strict": strict,
+            "log_sdp_addresses": log_sdp_addresses,
         }
         # Built here so bad options fail in the caller's thread; it opens nothing yet.
         self._async = AsyncClient(**self._options)
@@ -182,8 +187,5 @@ class Client:
 
 
 def _running_loop_in_this_thread() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    # The non-raising form: this runs on every call, and raising costs more than the check.
+    return asyncio._get_running_loop() is not None

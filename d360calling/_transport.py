@@ -34,6 +34,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _METHOD_KEEPING_REDIRECTS = frozenset({307, 308})
 # aiohttp rounds timeouts of 5 s and more up to whole seconds; we want them exact.
 _NO_CEIL = 1e9
+_MAX_CACHED_URLS = 256
 
 
 @attrs.frozen(kw_only=True)
@@ -73,6 +74,7 @@ class AsyncTransport:
         self._closed = False
         self._max_response_bytes = max_response_bytes
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, yarl.URL] = {}
         headers = {API_KEY_HEADER: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
         self._headers = headers
         self._json_headers = {**headers, "Content-Type": "application/json"}
@@ -127,7 +129,12 @@ class AsyncTransport:
         session = self._session_for_running_loop()
         headers = self._headers if body is None else self._json_headers
         client_timeout = self._timeout(timeout)
-        url = yarl.URL(self._base_url + path, encoded=True)
+        url = self._urls.get(path)
+        if url is None:
+            url = yarl.URL(self._base_url + path, encoded=True)
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()  # permission paths vary by user: keep the memo bounded
+            self._urls[path] = url
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -141,7 +148,9 @@ class AsyncTransport:
                     allow_redirects=False,
                     raise_for_status=False,
                 ) as resp:
-                    next_url = self._redirect_target(resp, method)
+                    next_url = (
+                        self._redirect_target(resp, method) if resp.status in _REDIRECTS else None
+                    )
                     if next_url is None:
                         data = await self._read_body(resp, method, path)
                         return RawResponse(
@@ -188,8 +197,6 @@ class AsyncTransport:
         Only redirects within the API's origin are followed, so the API key never goes to
         another host; a POST follows only 307/308, which keep the method and body.
         """
-        if resp.status not in _REDIRECTS:
-            return None
         if method != "GET" and resp.status not in _METHOD_KEEPING_REDIRECTS:
             return None
         location = resp.headers.get("Location")

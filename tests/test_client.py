@@ -343,3 +343,27 @@ def test_async_client_refuses_plain_with() -> None:
     client = AsyncClient(api_key="k")
     with pytest.raises(TypeError, match="async with"), client:
         pass
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_answer_is_decoded_once_and_a_different_one_never_mistaken_for_it(
+    api: FakeCallingAPI, client: AsyncClient
+) -> None:
+    ok = Fault(status=200, json={"messaging_product": "whatsapp", "success": True})
+    refused = Fault(status=200, json={"messaging_product": "whatsapp", "success": False})
+    api.inject(ok, ok, refused, path="/calling/calls")
+    first = await client.terminate_call("wacid.one")
+    second = await client.reject_call("wacid.two")
+    assert first.success is True
+    assert second is first  # frozen, so sharing one decoded answer is safe
+    with pytest.raises(APIError, match="success=false"):
+        await client.terminate_call("wacid.three")
+
+    distinct = [
+        Fault(status=200, json={"success": True, "messaging_product": f"whatsapp{n}"})
+        for n in range(100)
+    ]
+    api.inject(*distinct, path="/calling/calls")
+    for _ in distinct:
+        assert (await client.terminate_call("wacid.four")).success is True
+    assert len(client._decoded) <= 64  # the memo stays bounded

@@ -334,3 +334,10 @@ def test_exit_without_close_leaves_no_unclosed_session() -> None:
     assert "done" in result.stdout
     assert "Unclosed" not in result.stderr
     assert "Exception ignored" not in result.stderr
+
+
+def test_the_portal_runs_on_uvloop_when_it_is_installed(api: FakeCallingAPI) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    with Client(api_key=api.api_key, base_url=api.url) as client:
+        client.get_settings()
+        assert isinstance(PORTAL._loop, uvloop.Loop)

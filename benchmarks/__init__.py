@@ -1,0 +1,1 @@
+"""d360calling's benchmarks: ``python -m benchmarks`` (see README, "Benchmarks")."""
