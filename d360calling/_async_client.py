@@ -47,6 +47,7 @@ from .errors import (
     APIError,
     D360Error,
     InvalidRequestError,
+    RateLimitError,
     ResponseDecodeError,
     error_from_response,
 )
@@ -420,6 +421,9 @@ class AsyncClient:
         if body is not None and _wire_log.isEnabledFor(logging.DEBUG):
             _wire_log.debug("%s %s body: %s", method, path, self._loggable(body))
         attempt = 0
+        # An answer-side action that may have taken effect on an attempt whose answer was lost:
+        # a retry refused as a repeat must not be reported as the action having failed.
+        uncertain: APIConnectionError | None = None
         while True:
             this_timeout = attempt_timeout
             if deadline is not None and attempt:
@@ -452,6 +456,9 @@ class AsyncClient:
                     response.status, response.headers, response.body, method=method, path=path
                 )
                 status, request_id = response.status, error.request_id
+                if uncertain is not None and _refusal_of_a_repeat(error):
+                    error = _outcome_unknown(uncertain, error)
+                    retries = attempt  # settled: another try would be refused the same way
             elapsed = loop.time() - started
             delay = None
             if attempt < retries and self._retry.is_retryable(error, resend):
@@ -475,6 +482,13 @@ class AsyncClient:
             )
             if delay is None:
                 raise error
+            if (
+                isinstance(error, APIConnectionError)
+                and error.request_may_have_been_sent
+                and method == "POST"
+                and path == CALLS_PATH
+            ):
+                uncertain = error
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -518,6 +532,28 @@ class AsyncClient:
             method=raw.method,
             path=raw.path,
         )
+
+
+def _refusal_of_a_repeat(error: D360Error) -> bool:
+    """What repeating a done call action gets: a plain 400/404/409, not throttling."""
+    return (
+        isinstance(error, APIError)
+        and error.status in (400, 404, 409)
+        and not isinstance(error, RateLimitError)
+    )
+
+
+def _outcome_unknown(lost: APIConnectionError, refused: D360Error) -> APIConnectionError:
+    lost_text = str(lost).removesuffix(f" ({lost.method} {lost.path})")
+    outcome = APIConnectionError(
+        f"{lost_text}; the retry was refused ({refused}), which is what repeating an action "
+        "that already took effect gets: the action may have succeeded",
+        method=lost.method,
+        path=lost.path,
+        request_may_have_been_sent=True,
+    )
+    outcome.__cause__ = refused
+    return outcome
 
 
 def _tls_context(

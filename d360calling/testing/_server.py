@@ -93,8 +93,10 @@ class FakeCallingAPI:
         max_concurrent_calls: int = 1000,
         permission_reads_per_second: int = 100,
         clock: FakeClock | None = None,
+        keepalive_timeout: float = 75.0,
     ) -> None:
         self.api_key = api_key
+        self.keepalive_timeout = keepalive_timeout
         self.host = host
         self.port = port
         self.phone_number_id = phone_number_id
@@ -143,7 +145,13 @@ class FakeCallingAPI:
         self._loop = asyncio.get_running_loop()
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve(app, self.host, self.port, handler_cancellation=True)
+        self._runner, self.port = await serve(
+            app,
+            self.host,
+            self.port,
+            handler_cancellation=True,
+            keepalive_timeout=self.keepalive_timeout,
+        )
         await self._sender.start()
         self._ticker = asyncio.create_task(self._tick(), name="d360calling-fake-ticker")
         return self

@@ -1,0 +1,537 @@
+"""The fault matrix: every fault the fake API can make, against every endpoint, through both
+clients. ``python -m tests.fault_matrix`` prints it as a table; ``tests/test_fault_matrix.py``
+runs the same cases as tests.
+
+Each scenario states its outcome per endpoint: success, or a named error, after a given number
+of requests reaching the server, inside a time bound. Whatever the fault, ``connect`` never
+reaches the server twice and never places two calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from d360calling import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AsyncClient,
+    Client,
+    D360Error,
+    RateLimitError,
+    ResponseDecodeError,
+    RetryPolicy,
+    ServerError,
+)
+from d360calling.models import CallingSettings
+from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
+
+from .helpers import closed_port
+
+USER = "4915112345678"
+TIMEOUT = 0.25
+RETRIES = 2
+POLICY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_retry_after=5.0)
+KEEPALIVE = 0.2  # the fake closes idle connections after this long
+HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+BIG = 5 * 1024 * 1024  # above the client's 4 MiB response limit
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    resendable: bool
+    # Builds the state the call needs (a ringing or answered call); returns the call id.
+    setup: Callable[[FakeCallingAPI], str]
+    # (client, call id) -> the client call (a coroutine for AsyncClient).
+    call: Callable[[Any, str], Any]
+
+
+def _ringing(api: FakeCallingAPI) -> str:
+    return api.user_calls(USER).id
+
+
+def _answered(api: FakeCallingAPI) -> str:
+    call_id = _ringing(api)
+    with api.client() as client:
+        client.accept_call(call_id, sample_answer(call_id))
+    return call_id
+
+
+def _permitted(api: FakeCallingAPI) -> str:
+    api.grant_permission(USER)
+    return ""
+
+
+CALLS = "/calling/calls"
+ENDPOINTS = [
+    Endpoint(
+        "connect",
+        "POST",
+        CALLS,
+        False,
+        _permitted,
+        lambda c, _: c.connect_call(USER, sample_offer()),
+    ),
+    Endpoint(
+        "pre_accept",
+        "POST",
+        CALLS,
+        True,
+        _ringing,
+        lambda c, i: c.pre_accept_call(i, sample_answer(i)),
+    ),
+    Endpoint(
+        "accept", "POST", CALLS, True, _ringing, lambda c, i: c.accept_call(i, sample_answer(i))
+    ),
+    Endpoint("reject", "POST", CALLS, True, _ringing, lambda c, i: c.reject_call(i)),
+    Endpoint("terminate", "POST", CALLS, True, _answered, lambda c, i: c.terminate_call(i)),
+    Endpoint(
+        "permissions",
+        "GET",
+        f"/calling/permissions/{USER}",
+        True,
+        lambda api: "",
+        lambda c, _: c.get_call_permissions(USER),
+    ),
+    Endpoint(
+        "get settings",
+        "GET",
+        "/calling/settings",
+        True,
+        lambda api: "",
+        lambda c, _: c.get_settings(),
+    ),
+    Endpoint(
+        "update settings",
+        "POST",
+        "/calling/settings",
+        True,
+        lambda api: "",
+        lambda c, _: c.update_settings(CallingSettings(status="ENABLED")),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Expect:
+    error: type[D360Error] | None  # None: success
+    server_requests: int  # requests that reach the fake (attempts, plus followed redirects)
+    seconds: float  # the whole call finishes within this
+    min_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    expected: str
+    faults: Callable[[Endpoint, FakeCallingAPI], list[Fault]]
+    expect: Callable[[Endpoint], Expect]
+    applies: Callable[[Endpoint], bool] = lambda e: True
+    refused: bool = False  # point the client at a closed port instead
+    idle_first: bool = False  # one request, then idle past the server's keep-alive
+    other_host: bool = False  # the fault redirects to a second server
+    # The first answer is a redirect (nothing done): connect reaches the server twice, and
+    # must still place exactly one call.
+    redirected: bool = False
+
+
+def _retried(
+    error: type[D360Error], seconds: float = 2.0, min_seconds: float = 0.0
+) -> Callable[[Endpoint], Expect]:
+    """Resendable endpoints succeed on the second attempt; connect fails with ``error`` at once."""
+
+    def expect(e: Endpoint) -> Expect:
+        if e.resendable:
+            return Expect(None, 2, seconds, min_seconds)
+        return Expect(error, 1, seconds)
+
+    return expect
+
+
+def _once(error: type[D360Error] | None, seconds: float = 2.0) -> Callable[[Endpoint], Expect]:
+    return lambda e: Expect(error, 1, seconds)
+
+
+def _http_date(seconds_from_now: float) -> str:
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+def _status_scenarios() -> list[Scenario]:
+    out = []
+    for status in (500, 502, 503, 504):
+        bodies = {
+            "JSON": Fault(
+                status=status, json={"error": {"message": "Service unavailable", "code": 2}}
+            ),
+            "HTML": Fault(status=status, body=HTML, content_type="text/html"),
+            "empty": Fault(status=status, body=b""),
+        }
+        for kind, fault in bodies.items():
+            out.append(
+                Scenario(
+                    f"{status}, {kind} body",
+                    "retried, then ok; connect: ServerError at once",
+                    lambda e, api, f=fault: [f],
+                    _retried(ServerError),
+                )
+            )
+    return out
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario(
+        "connection refused",
+        "APIConnectionError after 1 + retries attempts, every endpoint (nothing was sent)",
+        lambda e, api: [],
+        lambda e: Expect(APIConnectionError, 0, 2.0),
+        refused=True,
+    ),
+    Scenario(
+        "reset before the response (not processed)",
+        "retried, then ok; connect: APIConnectionError at once",
+        lambda e, api: [Fault(drop="before")],
+        _retried(APIConnectionError),
+    ),
+    Scenario(
+        "reset after the server acted",
+        "connect: APIConnectionError, one call placed; idempotent reads and updates: retried, ok; "
+        "answer-side actions: APIConnectionError 'may have succeeded', never a false failure",
+        lambda e, api: [Fault(drop="after")],
+        lambda e: Expect(
+            None
+            if e.method == "GET" or e.name in ("update settings", "pre_accept")
+            else APIConnectionError,
+            1 if e.name == "connect" else 2,
+            2.0,
+        ),
+    ),
+    Scenario(
+        "reset in the middle of the body",
+        "as 'reset after the server acted' (the server acted, the answer broke off)",
+        lambda e, api: [Fault(truncate=True)],
+        lambda e: Expect(
+            None
+            if e.method == "GET" or e.name in ("update settings", "pre_accept")
+            else APIConnectionError,
+            1 if e.name == "connect" else 2,
+            2.0,
+        ),
+    ),
+    Scenario(
+        "slow headers past the timeout",
+        "APITimeoutError on the attempt; retried, then ok; connect: APITimeoutError at once",
+        lambda e, api: [Fault(delay=TIMEOUT * 3)],
+        _retried(APITimeoutError, seconds=TIMEOUT * 2 + 1.5, min_seconds=TIMEOUT * 0.9),
+    ),
+    Scenario(
+        "slow body past the timeout",
+        "APITimeoutError on the attempt; reads retried, ok; actions: outcome unknown, as a reset",
+        lambda e, api: [Fault(slow_body=TIMEOUT * 4)],
+        lambda e: Expect(
+            None
+            if e.method == "GET" or e.name in ("update settings", "pre_accept")
+            else (APITimeoutError if e.name == "connect" else APIConnectionError),
+            1 if e.name == "connect" else 2,
+            TIMEOUT * 2 + 1.5,
+            TIMEOUT * 0.9,
+        ),
+    ),
+    Scenario(
+        "429, Retry-After: 1 (seconds)",
+        "waits 1 s, then ok; connect: RateLimitError at once",
+        lambda e, api: [Fault.error(130429, status=429, retry_after=1)],
+        lambda e: Expect(None, 2, 3.0, 0.95) if e.resendable else Expect(RateLimitError, 1, 1.0),
+    ),
+    Scenario(
+        "429, Retry-After as an HTTP date",
+        "waits until the date, then ok; connect: RateLimitError at once",
+        lambda e, api: [Fault.error(130429, status=429, retry_after=_http_date(2))],
+        lambda e: Expect(None, 2, 4.0, 0.5) if e.resendable else Expect(RateLimitError, 1, 1.0),
+    ),
+    Scenario(
+        "429, no Retry-After",
+        "backs off, then ok; connect: RateLimitError at once",
+        lambda e, api: [Fault.error(130429, status=429)],
+        _retried(RateLimitError),
+    ),
+    Scenario(
+        "429, Retry-After: 86400",
+        "RateLimitError at once: a wait above max_retry_after is the caller's decision",
+        lambda e, api: [Fault.error(130429, status=429, retry_after=86400)],
+        _once(RateLimitError, 1.0),
+    ),
+    Scenario(
+        "360dialog 'rate limit' 400",
+        "backs off, then ok; connect: RateLimitError at once",
+        lambda e, api: [Fault.rate_limited()],
+        _retried(RateLimitError),
+    ),
+    *_status_scenarios(),
+    Scenario(
+        "truncated JSON with 200",
+        "ResponseDecodeError, not retried (the server acted)",
+        lambda e, api: [Fault(status=200, body=b'{"messaging_product": "whatsapp", "succ')],
+        _once(ResponseDecodeError),
+    ),
+    Scenario(
+        "JSON labelled text/plain",
+        "ok: the body decides, not the label",
+        lambda e, api: [Fault(content_type="text/plain")],
+        _once(None),
+    ),
+    Scenario(
+        "HTML page with 200",
+        "ResponseDecodeError",
+        lambda e, api: [Fault(status=200, body=HTML, content_type="text/html")],
+        _once(ResponseDecodeError),
+    ),
+    Scenario(
+        "oversized body (5 MiB, Content-Length)",
+        "ResponseDecodeError before reading it",
+        lambda e, api: [Fault(status=200, body=b"x" * BIG)],
+        _once(ResponseDecodeError),
+    ),
+    Scenario(
+        "oversized body (5 MiB, chunked)",
+        "ResponseDecodeError once 4 MiB have arrived",
+        lambda e, api: [Fault(status=200, body=b"x" * BIG, chunked=True)],
+        _once(ResponseDecodeError),
+    ),
+    Scenario(
+        "307 redirect to the same host",
+        "followed once, ok; connect places one call",
+        lambda e, api: [Fault(status=307, headers={"Location": e.path}, body=b"")],
+        lambda e: Expect(None, 2, 2.0),
+        redirected=True,
+    ),
+    Scenario(
+        "307 redirect to another host",
+        "not followed: APIError 307; the other host sees nothing",
+        lambda e, api: [Fault(status=307, body=b"")],  # Location is set per case (other_host)
+        _once(APIError),
+        other_host=True,
+    ),
+    Scenario(
+        "server closed the idle keep-alive connection",
+        "ok on a fresh connection",
+        lambda e, api: [],
+        lambda e: Expect(None, 1, 2.0),
+        idle_first=True,
+    ),
+]
+
+
+@dataclass
+class Result:
+    scenario: str
+    endpoint: str
+    kind: str
+    outcome: str  # "ok" or the error's class name
+    server_requests: int
+    client_attempts: int
+    seconds: float
+    connects_received: int
+    calls_placed: int
+    other_host_requests: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class _AttemptCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.attempts = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "d360_attempt"):
+            self.attempts += 1
+
+
+def _client_options(base_url: str, api_key: str) -> dict[str, Any]:
+    return {
+        "api_key": api_key,
+        "base_url": base_url,
+        "timeout": TIMEOUT,
+        "connect_timeout": TIMEOUT,
+        "max_retries": RETRIES,
+        "retry_policy": POLICY,
+    }
+
+
+def _call(
+    kind: str, endpoint: Endpoint, options: dict[str, Any], call_id: str, idle_first: bool
+) -> Any:
+    if kind == "sync":
+        with Client(**options) as client:
+            if idle_first:
+                client.get_settings()
+                time.sleep(KEEPALIVE * 3)
+            return endpoint.call(client, call_id)
+
+    async def run() -> Any:
+        async with AsyncClient(**options) as client:
+            if idle_first:
+                await client.get_settings()
+                await asyncio.sleep(KEEPALIVE * 3)
+            return await endpoint.call(client, call_id)
+
+    return asyncio.run(run())
+
+
+def run_case(scenario: Scenario, endpoint: Endpoint, kind: str) -> Result:
+    with FakeCallingAPI(keepalive_timeout=KEEPALIVE) as api, FakeCallingAPI() as other:
+        call_id = endpoint.setup(api)
+        base_url = f"http://127.0.0.1:{closed_port()}" if scenario.refused else api.url
+        for fault in scenario.faults(endpoint, api):
+            if scenario.other_host:
+                headers = {**fault.headers, "Location": other.url + endpoint.path}
+                fault = Fault(status=fault.status, body=fault.body, headers=headers)
+            api.inject(fault, method=endpoint.method, path=endpoint.path)
+        before = len(api.requests_to(endpoint.method, endpoint.path))
+        calls_before = len(api.calls)
+        counter = _AttemptCounter()
+        logger = logging.getLogger("d360calling")
+        logger.addHandler(counter)
+        old_level = logger.level
+        logger.setLevel(logging.DEBUG)
+        started = time.monotonic()
+        try:
+            _call(
+                kind, endpoint, _client_options(base_url, api.api_key), call_id, scenario.idle_first
+            )
+            outcome = "ok"
+        except D360Error as exc:
+            outcome = type(exc).__name__
+        finally:
+            seconds = time.monotonic() - started
+            logger.removeHandler(counter)
+            logger.setLevel(old_level)
+        attempts = counter.attempts - (1 if scenario.idle_first else 0)
+        server = len(api.requests_to(endpoint.method, endpoint.path)) - before
+        if (
+            scenario.idle_first
+            and endpoint.path == "/calling/settings"
+            and endpoint.method == "GET"
+        ):
+            server -= 1
+        return Result(
+            scenario=scenario.name,
+            endpoint=endpoint.name,
+            kind=kind,
+            outcome=outcome,
+            server_requests=server,
+            client_attempts=attempts,
+            seconds=seconds,
+            connects_received=len(api.call_actions("connect")),
+            calls_placed=len(api.calls) - calls_before if endpoint.name == "connect" else 0,
+            other_host_requests=len(other.requests),
+        )
+
+
+def check(scenario: Scenario, endpoint: Endpoint, result: Result) -> list[str]:
+    """What the result gets wrong against the scenario's expectation (empty: nothing)."""
+    expect = scenario.expect(endpoint)
+    problems = []
+    wanted = "ok" if expect.error is None else expect.error.__name__
+    if result.outcome != wanted and not (
+        expect.error is not None and _is_subclass(result.outcome, expect.error)
+    ):
+        problems.append(f"outcome {result.outcome}, expected {wanted}")
+    if result.server_requests != expect.server_requests:
+        problems.append(
+            f"{result.server_requests} requests reached the server, "
+            f"expected {expect.server_requests}"
+        )
+    if scenario.refused and result.client_attempts != RETRIES + 1:
+        problems.append(f"{result.client_attempts} attempts, expected {RETRIES + 1}")
+    if not expect.min_seconds <= result.seconds <= expect.seconds:
+        problems.append(
+            f"took {result.seconds:.2f} s, expected {expect.min_seconds:g}-{expect.seconds:g} s"
+        )
+    if endpoint.name == "connect" and scenario.redirected and result.calls_placed != 1:
+        problems.append(f"{result.calls_placed} calls placed after the redirect, expected 1")
+    if result.connects_received > (2 if scenario.redirected else 1):
+        problems.append(f"connect reached the server {result.connects_received} times")
+    if result.calls_placed > 1:
+        problems.append(f"{result.calls_placed} calls placed")
+    if result.other_host_requests:
+        problems.append(f"the other host received {result.other_host_requests} requests")
+    return problems
+
+
+def _is_subclass(name: str, cls: type) -> bool:
+    import d360calling
+
+    found = getattr(d360calling, name, None) or getattr(d360calling.errors, name, None)
+    return isinstance(found, type) and issubclass(found, cls)
+
+
+def cases() -> list[tuple[Scenario, Endpoint, str]]:
+    return [
+        (s, e, kind)
+        for s in SCENARIOS
+        for e in ENDPOINTS
+        if s.applies(e)
+        for kind in ("async", "sync")
+    ]
+
+
+def _label(endpoint: Endpoint, full: bool) -> str:
+    return endpoint.name if full or endpoint.name == "connect" else "others"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fault_matrix", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--full", action="store_true", help="name every endpoint's outcome")
+    parser.add_argument("--update-readme", action="store_true", help="copy the table into README")
+    args = parser.parse_args(argv)
+    rows: dict[str, list[tuple[Endpoint, Result]]] = {}
+    failures = 0
+    for scenario, endpoint, kind in cases():
+        result = run_case(scenario, endpoint, kind)
+        result.problems = check(scenario, endpoint, result)
+        failures += bool(result.problems)
+        rows.setdefault(scenario.name, []).append((endpoint, result))
+    lines = [
+        "| scenario | expected | observed | requests to server | time | cases passed |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        results = rows.get(scenario.name, [])
+        observed = sorted({f"{_label(e, args.full)}: {r.outcome}" for e, r in results})
+        requests = sorted({r.server_requests for _, r in results})
+        passed = sum(not r.problems for _, r in results)
+        worst = max(r.seconds for _, r in results)
+        lines.append(
+            f"| {scenario.name} | {scenario.expected} | {'; '.join(observed)} | "
+            f"{'/'.join(map(str, requests))} | ≤ {worst:.2f} s | {passed}/{len(results)} |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table, end="")
+    if args.update_readme and not failures:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        start, end = "<!-- fault-matrix:start -->", "<!-- fault-matrix:end -->"
+        head, _, rest = readme.read_text().partition(start)
+        _, _, tail = rest.partition(end)
+        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+    for name, results in rows.items():
+        for endpoint, r in results:
+            for problem in r.problems:
+                print(f"FAILED {name} / {endpoint.name} / {r.kind}: {problem}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
