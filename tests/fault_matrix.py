@@ -163,6 +163,14 @@ def _once(error: type[D360Error] | None, seconds: float = 2.0) -> Callable[[Endp
     return lambda e: Expect(error, 1, seconds)
 
 
+def _acted(e: Endpoint) -> Expect:
+    """The server acted but its answer was lost: repeatable calls are retried and succeed; a
+    repeated action is refused, which must surface as 'may have succeeded'; connect is not
+    re-sent."""
+    repeatable = e.method == "GET" or e.name in ("update settings", "pre_accept")
+    return Expect(None if repeatable else APIConnectionError, 1 if e.name == "connect" else 2, 2.0)
+
+
 def _http_date(seconds_from_now: float) -> str:
     return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
 
@@ -208,25 +216,13 @@ SCENARIOS: list[Scenario] = [
         "connect: APIConnectionError, one call placed; idempotent reads and updates: retried, ok; "
         "answer-side actions: APIConnectionError 'may have succeeded', never a false failure",
         lambda e, api: [Fault(drop="after")],
-        lambda e: Expect(
-            None
-            if e.method == "GET" or e.name in ("update settings", "pre_accept")
-            else APIConnectionError,
-            1 if e.name == "connect" else 2,
-            2.0,
-        ),
+        _acted,
     ),
     Scenario(
         "reset in the middle of the body",
         "as 'reset after the server acted' (the server acted, the answer broke off)",
         lambda e, api: [Fault(truncate=True)],
-        lambda e: Expect(
-            None
-            if e.method == "GET" or e.name in ("update settings", "pre_accept")
-            else APIConnectionError,
-            1 if e.name == "connect" else 2,
-            2.0,
-        ),
+        _acted,
     ),
     Scenario(
         "slow headers past the timeout",
