@@ -39,8 +39,8 @@ ABANDONED_AFTER_FORK: list[object] = []
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (the ``speedups`` extra): the loop is ours, and uvloop
-    halves the CPU aiohttp spends per request."""
+    """uvloop when it is installed (the ``speedups`` extra): the loop is ours, and on uvloop a
+    sync call costs about a quarter less CPU (benchmarks: 135 vs 183 µs per request)."""
     try:
         import uvloop
     except ImportError:
