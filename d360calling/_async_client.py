@@ -84,11 +84,14 @@ class AsyncClient:
     ``api_key`` falls back to the ``D360_API_KEY`` environment variable and ``base_url`` to
     ``D360_BASE_URL``, then to ``https://waba-v2.360dialog.io``.
 
-    ``timeout`` bounds one attempt (connect, send, read); ``connect_timeout`` the wait for a
-    connection, including a free pool slot. ``max_retries`` and ``timeout`` can be overridden
-    per call. ``answer_window`` is the default deadline, in seconds from the call, for
-    retrying pre_accept/accept/reject/terminate. ``session`` is an aiohttp session to use
-    instead of our own; the client never closes it. ``strict=True`` makes unknown keys in
+    ``connect_timeout`` bounds the wait for a free connection in the pool and, separately,
+    opening one; ``timeout`` bounds one attempt once it has its connection (connect, send,
+    read), so a request queued behind ``pool_size`` others is not timed out as if the server
+    were slow. ``max_retries`` and ``timeout`` can be overridden per call. ``answer_window``
+    is the default deadline, in seconds from the call, for retrying
+    pre_accept/accept/reject/terminate. ``session`` is an aiohttp session to use instead of
+    our own; the client never closes it, and a wait for one of its pooled connections counts
+    against ``timeout``. ``strict=True`` makes unknown keys in
     responses an error (for tests that watch for API drift).
 
     TLS certificates are always verified: against the system's CAs, the PEM file
@@ -135,10 +138,11 @@ class AsyncClient:
         self._strict = strict
         self._log_sdp_addresses = bool(log_sdp_addresses)
         self._decoded: dict[tuple[type, bytes], Any] = {}
+        self._connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self._transport = AsyncTransport(
             base_url=self._base_url,
             api_key=key,
-            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
+            connect_timeout=self._connect_timeout,
             pool_size=pool_size,
             keepalive_timeout=check_seconds(keepalive_timeout, "keepalive_timeout"),
             ssl_context=_tls_context(ssl_context, ca_bundle),
@@ -425,19 +429,31 @@ class AsyncClient:
         # a retry refused as a repeat must not be reported as the action having failed.
         uncertain: APIConnectionError | None = None
         while True:
-            this_timeout = attempt_timeout
+            this_timeout = pool_timeout = None
             if deadline is not None and attempt:
                 # A retry never runs past the deadline; the first attempt always gets its
                 # full timeout (the deadline may come from a clock we do not share).
-                this_timeout = max(min(attempt_timeout, deadline - loop.time()), 0.001)
+                left = max(deadline - loop.time(), 0.001)
+                this_timeout = min(attempt_timeout, left)
+                pool_timeout = min(self._connect_timeout, left)
             error: D360Error
             started = loop.time()
             try:
-                response = await self._transport.send(method, path, body, timeout=this_timeout)
+                response = await self._transport.send(
+                    method,
+                    path,
+                    body,
+                    timeout=attempt_timeout if this_timeout is None else this_timeout,
+                    pool_timeout=pool_timeout,
+                )
             except APIConnectionError as exc:
                 error = exc
                 status: int | str = type(exc).__name__
                 request_id = None
+                sent = exc.request_may_have_been_sent
+            except ResponseDecodeError as exc:  # a body refused for its size; not retried
+                error = exc
+                status, request_id, sent = exc.status, exc.request_id, True
             else:
                 if 200 <= response.status < 300:
                     if _log.isEnabledFor(logging.DEBUG):
@@ -449,13 +465,14 @@ class AsyncClient:
                             attempt,
                             response.elapsed,
                             request_id_from(response.headers),
+                            True,
                             "ok",
                         )
                     return response
                 error = error_from_response(
                     response.status, response.headers, response.body, method=method, path=path
                 )
-                status, request_id = response.status, error.request_id
+                status, request_id, sent = response.status, error.request_id, True
                 if uncertain is not None and _refusal_of_a_repeat(error):
                     error = _outcome_unknown(uncertain, error)
                     retries = attempt  # settled: another try would be refused the same way
@@ -478,7 +495,8 @@ class AsyncClient:
                 attempt,
                 elapsed,
                 request_id,
-                f"{type(error).__name__}; {outcome}",
+                sent,
+                f"{type(error).__name__}{'' if sent else ' (not sent)'}; {outcome}",
             )
             if delay is None:
                 raise error
@@ -579,6 +597,7 @@ def _log_attempt(
     attempt: int,
     elapsed: float,
     request_id: str | None,
+    sent: bool,
     outcome: str,
 ) -> None:
     """The one log line of an attempt; the fields are also on the record for structured logs."""
@@ -599,6 +618,7 @@ def _log_attempt(
             "d360_attempt": attempt + 1,
             "d360_elapsed": elapsed,
             "d360_request_id": request_id,
+            "d360_sent": sent,
         },
     )
 

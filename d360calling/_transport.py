@@ -3,13 +3,20 @@
 The session is created lazily inside the running loop, on first use. An injected session is
 never closed by us. aiohttp and asyncio errors never escape: they become APIConnectionError
 or APITimeoutError, with ``request_may_have_been_sent`` telling whether the server could
-have seen the request (only a connection that was never established is certain not to).
+have seen the request (only a connection that was never established, or never free, is
+certain not to).
+
+With our own session an attempt first waits for a free slot in the pool (at most
+``connect_timeout``), and only then does its ``timeout`` start: time spent queued behind
+other requests in this process is not the server being slow, and an attempt that never got
+a connection was certainly not sent, so even ``connect`` may retry it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 
 import aiohttp
 import attrs
@@ -71,6 +78,9 @@ class AsyncTransport:
         self._session = session
         self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # One slot per pooled connection, so aiohttp's own pool never queues (its wait would
+        # count against the attempt's timeout); only with a session we made and sized.
+        self._slots: asyncio.Semaphore | None = None
         self._closed = False
         self._max_response_bytes = max_response_bytes
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -95,7 +105,15 @@ class AsyncTransport:
                 ssl=self._ssl_context if self._ssl_context is not None else True,
                 timeout_ceil_threshold=_NO_CEIL,
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            # aiohttp resends a GET once, out of sight, when its connection breaks
+            # (aio-libs/aiohttp#10790): our retry loop must be the only one, or attempts,
+            # backoff and the one log line per attempt stop being true. aiohttp's own test
+            # client turns it off the same way; there is no public switch.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+            self._session = session
+            self._slots = asyncio.Semaphore(self._pool_size)
             self._loop = loop
         elif self._session.closed:
             raise ClientClosedError("the aiohttp session given to this client has been closed")
@@ -123,10 +141,47 @@ class AsyncTransport:
         return timeout
 
     async def send(
-        self, method: str, path: str, body: bytes | None, *, timeout: float
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        timeout: float,
+        pool_timeout: float | None = None,
     ) -> RawResponse:
-        """Make one attempt; follow redirects only within the API's own origin."""
+        """Make one attempt; follow redirects only within the API's own origin.
+
+        ``pool_timeout`` bounds the wait for a free connection (default: ``connect_timeout``);
+        ``timeout`` the attempt itself, from when it has one."""
         session = self._session_for_running_loop()
+        slots = self._slots
+        if slots is None:
+            return await self._send(session, method, path, body, timeout)
+        if slots.locked():
+            wait = self._connect_timeout if pool_timeout is None else pool_timeout
+            if not await _acquire_within(slots, wait):
+                raise APITimeoutError(
+                    f"no free connection within {wait:g} s: all {self._pool_size} pooled "
+                    "connections are busy (raise pool_size or send less at once)",
+                    method=method,
+                    path=path,
+                    request_may_have_been_sent=False,
+                )
+        else:
+            await slots.acquire()  # free: taken without suspending
+        try:
+            return await self._send(session, method, path, body, timeout)
+        finally:
+            slots.release()
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        body: bytes | None,
+        timeout: float,
+    ) -> RawResponse:
         headers = self._headers if body is None else self._json_headers
         client_timeout = self._timeout(timeout)
         url = self._urls.get(path)
@@ -240,3 +295,23 @@ class AsyncTransport:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+if sys.version_info >= (3, 11):
+
+    async def _acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await slots.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(slots.acquire(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True

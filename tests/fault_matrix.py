@@ -450,6 +450,14 @@ def check(scenario: Scenario, endpoint: Endpoint, result: Result) -> list[str]:
         )
     if scenario.refused and result.client_attempts != RETRIES + 1:
         problems.append(f"{result.client_attempts} attempts, expected {RETRIES + 1}")
+    if not (scenario.refused or scenario.redirected) and (
+        result.client_attempts != result.server_requests
+    ):
+        # Each attempt the client logs is exactly one request: no re-send behind its back.
+        problems.append(
+            f"{result.server_requests} requests reached the server for "
+            f"{result.client_attempts} logged attempts"
+        )
     if not expect.min_seconds <= result.seconds <= expect.seconds:
         problems.append(
             f"took {result.seconds:.2f} s, expected {expect.min_seconds:g}-{expect.seconds:g} s"

@@ -677,6 +677,60 @@ async def test_fault_matching(fake: FakeCallingAPI, client: AsyncClient) -> None
         fake.inject()
 
 
+@pytest.mark.asyncio
+async def test_random_faults_strike_at_their_rate_repeatably(
+    fake: FakeCallingAPI, client: AsyncClient
+) -> None:
+    async def outcomes(seed: int) -> list[str]:
+        fake.clear_faults()
+        chaos = fake.inject_random(
+            Fault(status=503, body=b""),
+            Fault.error(613),
+            rate=0.3,
+            seed=seed,
+            path="/calling/settings",
+        )
+        seen = []
+        for _ in range(200):
+            try:
+                await client.get_settings()
+                seen.append("ok")
+            except (ServerError, RateLimitError) as exc:
+                seen.append(type(exc).__name__)
+        await client.get_call_permissions(USER)  # another path: never struck
+        assert chaos.seen == 200
+        assert sum(chaos.hits) == seen.count("ServerError") + seen.count("RateLimitError")
+        assert chaos.hits == [seen.count("ServerError"), seen.count("RateLimitError")]
+        return seen
+
+    first = await outcomes(seed=7)
+    assert 30 <= 200 - first.count("ok") <= 90  # 60 expected; a 5-sigma band
+    assert first.count("ServerError")
+    assert first.count("RateLimitError")
+    assert await outcomes(seed=7) == first  # the same seed, the same draws
+    assert await outcomes(seed=8) != first
+
+
+@pytest.mark.asyncio
+async def test_random_faults_give_way_to_earlier_faults_and_clear(
+    fake: FakeCallingAPI, client: AsyncClient
+) -> None:
+    fake.inject(Fault.error(613), path="/calling/settings", times=1)
+    fake.inject_random(Fault(status=503, body=b""), rate=1.0, path="/calling/settings")
+    with pytest.raises(RateLimitError):  # injected first, used first
+        await client.get_settings()
+    with pytest.raises(ServerError):
+        await client.get_settings()
+    spared = fake.inject_random(Fault(status=503, body=b""), rate=0.0)
+    fake.clear_faults()
+    assert (await client.get_settings()).calling.status == "ENABLED"
+    assert spared.seen == 0
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        fake.inject_random(Fault(), rate=1.5)
+    with pytest.raises(ValueError, match="at least one"):
+        fake.inject_random(rate=0.1)
+
+
 # -- records, control routes, lifecycle ---------------------------------------------------
 
 

@@ -35,3 +35,14 @@ def test_the_check_catches_a_connect_sent_twice() -> None:
     problems = check(scenario, connect, doubled)
     assert "connect reached the server 2 times" in problems
     assert "2 calls placed" in problems
+
+
+def test_the_check_catches_a_request_resent_behind_the_clients_back() -> None:
+    from .fault_matrix import ENDPOINTS, SCENARIOS, Result
+
+    scenario = next(s for s in SCENARIOS if s.name.startswith("reset before the response"))
+    settings = next(e for e in ENDPOINTS if e.name == "get settings")
+    resent = Result(scenario.name, "get settings", "async", "ok", 2, 1, 0.1, 0, 0)
+    assert check(scenario, settings, resent) == [
+        "2 requests reached the server for 1 logged attempts"
+    ]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from d360calling import AsyncClient, D360Error, InvalidRequestError, RetryPolicy
+from d360calling import (
+    AsyncClient,
+    D360Error,
+    InvalidRequestError,
+    ResponseDecodeError,
+    RetryPolicy,
+)
 from d360calling.testing import FakeCallingAPI, Fault, sample_answer
 
 from .helpers import USER
@@ -50,9 +56,9 @@ async def test_one_line_per_attempt_with_method_path_status_attempt_elapsed_and_
     ) as client:
         await client.get_settings()
     lines = [r for r in caplog.records if r.name == "d360calling"]
-    assert [(r.levelno, r.d360_status, r.d360_attempt) for r in lines] == [  # type: ignore[attr-defined]
-        (logging.INFO, 503, 1),
-        (logging.DEBUG, 200, 2),
+    assert [(r.levelno, r.d360_status, r.d360_attempt, r.d360_sent) for r in lines] == [  # type: ignore[attr-defined]
+        (logging.INFO, 503, 1, True),
+        (logging.DEBUG, 200, 2, True),
     ]
     for record in lines:
         text = record.getMessage()
@@ -61,6 +67,23 @@ async def test_one_line_per_attempt_with_method_path_status_attempt_elapsed_and_
         assert "elapsed=" in text
         assert "request_id=" in text
     assert "retry 1 of 2" in lines[0].getMessage()
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_refused_for_its_body_size_logs_its_line_too(
+    api: FakeCallingAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="d360calling")
+    api.inject(Fault(status=200, body=b" " * (5 * 1024 * 1024)), path="/calling/settings")
+    async with AsyncClient(
+        api_key=api.api_key, base_url=api.url, max_retries=2, retry_policy=FAST
+    ) as client:
+        with pytest.raises(ResponseDecodeError, match="larger than"):
+            await client.get_settings()
+    (line,) = [r for r in caplog.records if r.name == "d360calling"]
+    assert (line.levelno, line.d360_status, line.d360_attempt) == (logging.INFO, 200, 1)  # type: ignore[attr-defined]
+    assert "ResponseDecodeError; giving up" in line.getMessage()
+    assert len(api.requests) == 1
 
 
 @pytest.mark.asyncio

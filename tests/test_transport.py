@@ -70,6 +70,27 @@ async def test_connections_are_kept_alive_and_reused(api: FakeCallingAPI) -> Non
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("reused", [False, True])
+async def test_a_broken_get_is_not_resent_behind_the_retry_loop(
+    api: FakeCallingAPI, reused: bool
+) -> None:
+    """aiohttp on its own resends a GET whose connection breaks; the client's retry loop is
+    the only one, so max_retries=0 means one request and one log line."""
+    async with make(api, max_retries=0) as client:
+        if reused:
+            await client.get_settings()  # the next request goes over a kept-alive connection
+        api.inject(Fault(drop="before"), method="GET")
+        before = len(api.requests)
+        with pytest.raises(APIConnectionError):
+            await client.get_call_permissions("4915112345678")
+        assert len(api.requests) - before == 1
+        api.inject(Fault(drop="after"), method="GET")
+        with pytest.raises(APIConnectionError):
+            await client.get_settings()
+        assert len(api.requests) - before == 2
+
+
+@pytest.mark.asyncio
 async def test_pool_size_bounds_concurrent_connections(api: FakeCallingAPI) -> None:
     api.inject(*[Fault(delay=0.05)] * 12, method="GET", path="/calling/settings")
     async with make(api, pool_size=2) as client:
@@ -77,6 +98,46 @@ async def test_pool_size_bounds_concurrent_connections(api: FakeCallingAPI) -> N
     assert len(api.requests) == 12
     assert api.max_in_flight == 2
     assert len({r.peer for r in api.requests}) == 2
+
+
+@pytest.mark.asyncio
+async def test_time_queued_for_a_pooled_connection_is_not_the_attempts_timeout(
+    api: FakeCallingAPI,
+) -> None:
+    """Three requests through one connection, 0.2 s each: the last waits 0.4 s for the
+    connection, past its 0.3 s timeout, yet the server answers it in time."""
+    api.inject(Fault(delay=0.2), method="GET", path="/calling/settings", times=3)
+    async with make(api, pool_size=1, timeout=0.3, max_retries=0) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(client.get_settings() for _ in range(3)))
+        assert time.monotonic() - started >= 0.6
+    assert len(api.requests) == 3
+
+
+@pytest.mark.asyncio
+async def test_no_free_connection_in_time_is_a_timeout_that_sent_nothing(
+    api: FakeCallingAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="d360calling")
+    api.grant_permission("4915100000001", notify=False)
+    api.inject(Fault(delay=0.6), method="GET", path="/calling/settings")
+    async with make(api, pool_size=1, connect_timeout=0.1, timeout=2.0, max_retries=0) as client:
+        busy = asyncio.ensure_future(client.get_settings())  # holds the only connection
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError, match=r"no free connection within 0\.1 s") as info:
+            await client.connect_call("4915100000001", OFFER)
+        assert 0.09 <= time.monotonic() - started < 0.4
+        assert info.value.request_may_have_been_sent is False
+        assert api.call_actions("connect") == []
+        (line,) = [r for r in caplog.records if r.name == "d360calling"]
+        assert line.d360_sent is False  # type: ignore[attr-defined]
+        assert "APITimeoutError (not sent); giving up" in line.getMessage()
+        # Nothing was sent, so even connect is retried; it goes out once the slot frees.
+        placed = await client.connect_call("4915100000001", OFFER, max_retries=10)
+        await busy
+    assert placed.call_id is not None
+    assert len(api.call_actions("connect")) == 1
 
 
 @pytest.mark.asyncio

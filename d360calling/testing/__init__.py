@@ -15,7 +15,7 @@ Installing d360calling also gives pytest the fixtures ``d360_fake_api`` and ``d3
 from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
 from ._delivery import WebhookDelivery
-from ._faults import ERROR_CATALOGUE, Fault, InjectedFault
+from ._faults import ERROR_CATALOGUE, Fault, InjectedFault, RandomFaults
 from ._sdp import sample_answer, sample_offer
 from ._server import DEFAULT_API_KEY, FakeCallingAPI, RecordedRequest
 from ._state import FakeCall, FakeClock, ScenarioError
@@ -29,6 +29,7 @@ __all__ = (
     "FakeClock",
     "Fault",
     "InjectedFault",
+    "RandomFaults",
     "RecordedRequest",
     "ScenarioError",
     "WebhookDelivery",

@@ -6,6 +6,7 @@ matched in the order they were injected and each is spent after ``times`` uses.
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 from collections.abc import Mapping
@@ -150,15 +151,55 @@ class InjectedFault:
     hits: int = 0
 
     def matches(self, method: str, path: str, action: str | None) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        if self.path is not None:
-            if self.path.endswith("*"):
-                if not path.startswith(self.path[:-1]):
-                    return False
-            elif self.path != path:
+        return _matches(self.method, self.path, self.action, method, path, action)
+
+
+@attrs.define(eq=False)
+class RandomFaults:
+    """Faults that strike at random: each matching request, with probability ``rate``, gets
+    one of ``faults``, each as likely as the others. ``hits`` counts how often each struck."""
+
+    faults: tuple[Fault, ...]
+    rate: float
+    method: str | None
+    path: str | None
+    action: str | None
+    random: random.Random = attrs.field(repr=False)
+    seen: int = 0  # matching requests, struck or not
+    hits: list[int] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.hits = [0] * len(self.faults)
+
+    def matches(self, method: str, path: str, action: str | None) -> bool:
+        return _matches(self.method, self.path, self.action, method, path, action)
+
+    def roll(self) -> Fault | None:
+        self.seen += 1
+        if self.random.random() >= self.rate:
+            return None
+        index = self.random.randrange(len(self.faults))
+        self.hits[index] += 1
+        return self.faults[index]
+
+
+def _matches(
+    want_method: str | None,
+    want_path: str | None,
+    want_action: str | None,
+    method: str,
+    path: str,
+    action: str | None,
+) -> bool:
+    if want_method is not None and want_method != method:
+        return False
+    if want_path is not None:
+        if want_path.endswith("*"):
+            if not path.startswith(want_path[:-1]):
                 return False
-        return self.action is None or self.action == action
+        elif want_path != path:
+            return False
+    return want_action is None or want_action == action
 
 
 class FaultPlan:
@@ -166,7 +207,7 @@ class FaultPlan:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: list[InjectedFault] = []
+        self._faults: list[InjectedFault | RandomFaults] = []
 
     def add(
         self,
@@ -186,16 +227,40 @@ class FaultPlan:
             self._faults.extend(added)
         return added
 
+    def add_random(
+        self,
+        faults: tuple[Fault, ...],
+        rate: float,
+        seed: int | None,
+        method: str | None,
+        path: str | None,
+        action: str | None,
+    ) -> RandomFaults:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        added = RandomFaults(
+            faults, rate, method.upper() if method else None, path, action, random.Random(seed)
+        )
+        with self._lock:
+            self._faults.append(added)
+        return added
+
     def take(self, method: str, path: str, action: str | None) -> Fault | None:
         with self._lock:
             for injected in self._faults:
-                if injected.matches(method, path, action):
-                    injected.hits += 1
-                    if injected.remaining is not None:
-                        injected.remaining -= 1
-                        if injected.remaining == 0:
-                            self._faults.remove(injected)
-                    return injected.fault
+                if not injected.matches(method, path, action):
+                    continue
+                if isinstance(injected, RandomFaults):
+                    struck = injected.roll()
+                    if struck is not None:
+                        return struck
+                    continue  # spared: a later fault may still apply
+                injected.hits += 1
+                if injected.remaining is not None:
+                    injected.remaining -= 1
+                    if injected.remaining == 0:
+                        self._faults.remove(injected)
+                return injected.fault
         return None
 
     def clear(self) -> None:

@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ._delivery import WebhookDelivery, WebhookSender
-from ._faults import Fault, FaultPlan, InjectedFault
+from ._faults import Fault, FaultPlan, InjectedFault, RandomFaults
 from ._state import FakeAPIError, FakeCall, FakeClock, FakeWorld, ScenarioError
 
 if TYPE_CHECKING:
@@ -258,6 +258,22 @@ class FakeCallingAPI:
             raise ValueError("inject() needs at least one Fault")
         return self._faults.add(faults, method, path, action, times)
 
+    def inject_random(
+        self,
+        *faults: Fault,
+        rate: float,
+        seed: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        action: str | None = None,
+    ) -> RandomFaults:
+        """Chaos: from now until :meth:`clear_faults`, each matching request gets, with
+        probability ``rate``, one of ``faults`` picked at random (``seed`` makes the draws
+        repeatable). Faults injected before it that match are used first."""
+        if not faults:
+            raise ValueError("inject_random() needs at least one Fault")
+        return self._faults.add_random(faults, rate, seed, method, path, action)
+
     def clear_faults(self) -> None:
         self._faults.clear()
 
@@ -456,6 +472,11 @@ class FakeCallingAPI:
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+        except ConnectionResetError:
+            # The client went away while a slow answer was being written; aiohttp would log
+            # it as a server error.
+            self.cancelled += 1
+            raise web.HTTPInternalServerError() from None  # never reaches the client
         finally:
             self.in_flight -= 1
 
