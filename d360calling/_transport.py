@@ -154,34 +154,6 @@ class AsyncTransport:
         ``pool_timeout`` bounds the wait for a free connection (default: ``connect_timeout``);
         ``timeout`` the attempt itself, from when it has one."""
         session = self._session_for_running_loop()
-        slots = self._slots
-        if slots is None:
-            return await self._send(session, method, path, body, timeout)
-        if slots.locked():
-            wait = self._connect_timeout if pool_timeout is None else pool_timeout
-            if not await _acquire_within(slots, wait):
-                raise APITimeoutError(
-                    f"no free connection within {wait:g} s: all {self._pool_size} pooled "
-                    "connections are busy (raise pool_size or send less at once)",
-                    method=method,
-                    path=path,
-                    request_may_have_been_sent=False,
-                )
-        else:
-            await slots.acquire()  # free: taken without suspending
-        try:
-            return await self._send(session, method, path, body, timeout)
-        finally:
-            slots.release()
-
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        body: bytes | None,
-        timeout: float,
-    ) -> RawResponse:
         headers = self._headers if body is None else self._json_headers
         client_timeout = self._timeout(timeout)
         url = self._urls.get(path)
@@ -190,6 +162,12 @@ class AsyncTransport:
             if len(self._urls) >= _MAX_CACHED_URLS:
                 self._urls.clear()  # permission paths vary by user: keep the memo bounded
             self._urls[path] = url
+        slots = self._slots
+        if slots is not None:
+            if slots.locked():
+                await self._wait_for_slot(slots, method, path, pool_timeout)
+            else:
+                await slots.acquire()  # free: taken without suspending
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -245,6 +223,22 @@ class AsyncTransport:
                 path=path,
                 request_may_have_been_sent=True,
             ) from exc
+        finally:
+            if slots is not None:
+                slots.release()
+
+    async def _wait_for_slot(
+        self, slots: asyncio.Semaphore, method: str, path: str, pool_timeout: float | None
+    ) -> None:
+        wait = self._connect_timeout if pool_timeout is None else pool_timeout
+        if not await _acquire_within(slots, wait):
+            raise APITimeoutError(
+                f"no free connection within {wait:g} s: all {self._pool_size} pooled "
+                "connections are busy (raise pool_size or send less at once)",
+                method=method,
+                path=path,
+                request_may_have_been_sent=False,
+            )
 
     def _redirect_target(self, resp: aiohttp.ClientResponse, method: str) -> yarl.URL | None:
         """Where to follow ``resp`` to, or ``None`` to hand it back as it is.
