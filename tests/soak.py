@@ -19,6 +19,7 @@ Afterwards it audits each run and exits 1 if any check fails:
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import collections
 import gc
@@ -32,7 +33,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableSequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -122,7 +123,8 @@ class Run:
     outcomes: list[str | None]  # "ok" or the exception's class name
     connected: dict[int, str]  # job index -> the call id a successful connect returned
     finished: list[int]  # how many times each job ended (must be once)
-    durations: list[float]
+    # Seconds each job took; an array, so recording one allocates nothing (RSS is measured).
+    durations: MutableSequence[float]
     attempts: int = 0  # log lines: one per attempt
     unsent: int = 0  # attempts that certainly never reached the server (no connection)
     seconds: float = 0.0
@@ -509,7 +511,9 @@ def soak(
     fake = FakeProcess({**plan, "fault_rate": fault_rate, "seed": seed})
     jobs = _jobs(kinds, plan, fake.ready)
     name = f"AsyncClient x{concurrency}" if kind == "async" else f"Client, {threads} threads"
-    run = Run(name, jobs, [None] * len(jobs), {}, [0] * len(jobs), [0.0] * len(jobs))
+    run = Run(
+        name, jobs, [None] * len(jobs), {}, [0] * len(jobs), array.array("d", bytes(8 * len(jobs)))
+    )
     threads_before = set(threading.enumerate())
     attempts, asyncio_errors = AttemptCounter(), ErrorCounter()
     library_log = logging.getLogger("d360calling")
