@@ -739,10 +739,15 @@ def fault_table(runs: list[Run]) -> str:
 
 def _machine() -> str:
     extras = [name for name in ("orjson", "uvloop") if _importable(name)]
+    installed = f" with {' and '.join(extras)} installed" if extras else ""
+    loops = (
+        " (AsyncClient on asyncio's loop, Client's own loop on uvloop)"
+        if "uvloop" in extras
+        else ""
+    )
     return (
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"d360calling {d360calling.__version__}"
-        + (f" with {' and '.join(extras)}" if extras else "")
+        f"d360calling {d360calling.__version__}{installed}{loops}"
     )
 
 
