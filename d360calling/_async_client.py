@@ -91,8 +91,8 @@ class AsyncClient:
     is the default deadline, in seconds from the call, for retrying
     pre_accept/accept/reject/terminate. ``session`` is an aiohttp session to use instead of
     our own; the client never closes it, and a wait for one of its pooled connections counts
-    against ``timeout``. ``strict=True`` makes unknown keys in
-    responses an error (for tests that watch for API drift).
+    against ``timeout``. ``strict=True`` makes unknown keys in responses an error (for tests
+    that watch for API drift).
 
     TLS certificates are always verified: against the system's CAs, the PEM file
     ``ca_bundle``, or the given ``ssl_context``. Each attempt logs one line on the

@@ -1,7 +1,8 @@
 """Fault injection for the fake API, and the catalogue of documented error bodies.
 
 A :class:`Fault` replaces or disturbs the fake's answer to matching requests. Faults are
-matched in the order they were injected and each is spent after ``times`` uses.
+matched in the order they were injected and each is spent after ``times`` uses;
+:class:`RandomFaults` strike a share of the matching requests at random until cleared.
 """
 
 from __future__ import annotations
