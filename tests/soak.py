@@ -43,7 +43,13 @@ import d360calling
 from d360calling import AsyncClient, Client, D360Error, RetryPolicy
 from d360calling._portal import PORTAL
 from d360calling.models import CallingSettings
-from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
+from d360calling.testing import (
+    DEFAULT_API_KEY,
+    FakeCallingAPI,
+    Fault,
+    sample_answer,
+    sample_offer,
+)
 
 FULL_REQUESTS = 20_000
 SHORT_REQUESTS = 2_000
@@ -62,6 +68,14 @@ POLICY = RetryPolicy(initial_delay=0.01, max_delay=0.1, max_retry_after=1.0)
 REQUEST_BOUND = (
     (MAX_RETRIES + 1) * (CONNECT_TIMEOUT + TIMEOUT) + MAX_RETRIES * POLICY.max_retry_after + 0.5
 )
+CLIENT_OPTIONS: dict[str, Any] = {
+    "api_key": DEFAULT_API_KEY,
+    "timeout": TIMEOUT,
+    "connect_timeout": CONNECT_TIMEOUT,
+    "max_retries": MAX_RETRIES,
+    "retry_policy": POLICY,
+    "pool_size": POOL_SIZE,
+}
 WARM_UP = 0.1  # the share of requests sent before the RSS baseline is taken
 # RSS may grow after warm-up by a little for the allocator, plus this much per request: a leak
 # of anything per request (a response, a task, a connection) is larger.
@@ -400,15 +414,7 @@ class ErrorCounter(logging.Handler):
 
 async def _async_run(run: Run, url: str, port: int, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
-    client = AsyncClient(
-        api_key="fake-d360-api-key",
-        base_url=url,
-        timeout=TIMEOUT,
-        connect_timeout=CONNECT_TIMEOUT,
-        max_retries=MAX_RETRIES,
-        retry_policy=POLICY,
-        pool_size=POOL_SIZE,
-    )
+    client = AsyncClient(base_url=url, **CLIENT_OPTIONS)
 
     async def worker(jobs: Iterator[Job]) -> None:
         for job in jobs:
@@ -439,15 +445,7 @@ async def _async_run(run: Run, url: str, port: int, concurrency: int) -> None:
 
 
 def _sync_run(run: Run, url: str, port: int, threads: int) -> None:
-    client = Client(
-        api_key="fake-d360-api-key",
-        base_url=url,
-        timeout=TIMEOUT,
-        connect_timeout=CONNECT_TIMEOUT,
-        max_retries=MAX_RETRIES,
-        retry_policy=POLICY,
-        pool_size=POOL_SIZE,
-    )
+    client = Client(base_url=url, **CLIENT_OPTIONS)
     lock = threading.Lock()
 
     def worker(jobs: Iterator[Job]) -> None:
