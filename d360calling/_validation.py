@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import types
+import typing
 from typing import Any
 
 import attrs
@@ -116,6 +119,68 @@ def check_settings_update(calling: Any) -> None:
             "the API takes one feature per settings update; got "
             f"{', '.join(features)}: send them in separate update_settings calls"
         )
+    problem = _type_problem(calling, CallingSettings, "calling")
+    if problem is not None:
+        raise InvalidRequestError(problem)
+
+
+def _type_problem(value: Any, annotation: Any, where: str) -> str | None:
+    """What in ``value`` does not fit ``annotation`` (``None``: it all fits). attrs does not
+    check types, so ``CallingSettings(status=False)`` would otherwise be sent as it is."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None:
+            return None
+        arms = [arm for arm in typing.get_args(annotation) if arm is not type(None)]
+        problems = [_type_problem(value, arm, where) for arm in arms]
+        if None in problems:
+            return None
+        for arm, problem in zip(arms, problems, strict=True):
+            kind = typing.get_origin(arm) or arm
+            kinds = (tuple, list) if kind is tuple else kind  # a list does for a tuple
+            if isinstance(kind, type) and isinstance(value, kinds):
+                return problem  # the right kind of thing, wrong inside: say where
+        return f"{where} must be {' or '.join(map(_name, arms))}, got {value!r:.40}"
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return f"{where} must be a tuple, got {value!r:.40}"
+        item = typing.get_args(annotation)[0]
+        found = (_type_problem(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+        return next((p for p in found if p is not None), None)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where} must be a dict, got {value!r:.40}"
+        key_type, value_type = typing.get_args(annotation)
+        for key, item in value.items():
+            problem = _type_problem(key, key_type, f"{where} key") or _type_problem(
+                item, value_type, f"{where}[{key!r}]"
+            )
+            if problem is not None:
+                return problem
+        return None
+    if attrs.has(annotation):
+        if not isinstance(value, annotation):
+            return f"{where} must be a {annotation.__name__}, got {value!r:.40}"
+        for name, field_type in _field_types(annotation).items():
+            problem = _type_problem(getattr(value, name), field_type, f"{where}.{name}")
+            if problem is not None:
+                return problem
+        return None
+    if annotation is int and isinstance(value, bool):
+        return f"{where} must be int, got {value!r}"
+    if isinstance(annotation, type) and not isinstance(value, annotation):
+        return f"{where} must be {annotation.__name__}, got {value!r:.40}"
+    return None
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    # The models use postponed annotations: resolve them once per class.
+    return typing.get_type_hints(cls)
+
+
+def _name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def check_seconds(value: Any, name: str) -> float:

@@ -18,7 +18,7 @@ from d360calling import (
     ResponseDecodeError,
 )
 from d360calling.errors import APIError, BadRequestError
-from d360calling.models import CallHoursSettings, SipSettings
+from d360calling.models import CallHoursSettings, SipServer, SipSettings, WeeklyOperatingHours
 from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
 from .helpers import API_KEY, USER
@@ -286,7 +286,38 @@ LONG = "x" * 513
         (lambda c: c.update_settings({"status": "ENABLED"}), "CallingSettings"),
         (
             lambda c: c.update_settings(CallingSettings(status=object())),  # type: ignore[arg-type]
-            "cannot be encoded as JSON",
+            "calling.status must be FeatureStatus or str, got <object",
+        ),
+        (
+            lambda c: c.update_settings(CallingSettings(status=False)),  # type: ignore[arg-type]
+            "calling.status must be FeatureStatus or str, got False",
+        ),
+        (
+            lambda c: c.update_settings(CallingSettings(sip="ENABLED")),  # type: ignore[arg-type]
+            "calling.sip must be SipSettings, got 'ENABLED'",
+        ),
+        (
+            lambda c: c.update_settings(
+                CallingSettings(sip=SipSettings(servers=(SipServer(hostname="h", port=True),)))  # type: ignore[arg-type]
+            ),
+            "calling.sip.servers[0].port must be int, got True",
+        ),
+        (
+            lambda c: c.update_settings(
+                CallingSettings(
+                    call_hours=CallHoursSettings(
+                        status="ENABLED",
+                        weekly_operating_hours=[
+                            WeeklyOperatingHours(
+                                day_of_week="MONDAY",
+                                open_time="0900",
+                                close_time=1700,  # type: ignore[arg-type]
+                            )
+                        ],  # type: ignore[arg-type]
+                    )
+                )
+            ),
+            "calling.call_hours.weekly_operating_hours[0].close_time must be str, got 1700",
         ),
         (lambda c: c.get_settings(timeout=0), "timeout"),
         (lambda c: c.get_settings(timeout=float("nan")), "timeout"),
