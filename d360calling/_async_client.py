@@ -138,11 +138,10 @@ class AsyncClient:
         self._strict = strict
         self._log_sdp_addresses = bool(log_sdp_addresses)
         self._decoded: dict[tuple[type, bytes], Any] = {}
-        self._connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self._transport = AsyncTransport(
             base_url=self._base_url,
             api_key=key,
-            connect_timeout=self._connect_timeout,
+            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
             pool_size=pool_size,
             keepalive_timeout=check_seconds(keepalive_timeout, "keepalive_timeout"),
             ssl_context=_tls_context(ssl_context, ca_bundle),
@@ -435,7 +434,7 @@ class AsyncClient:
                 # full timeout (the deadline may come from a clock we do not share).
                 left = max(deadline - loop.time(), 0.001)
                 this_timeout = min(attempt_timeout, left)
-                pool_timeout = min(self._connect_timeout, left)
+                pool_timeout = left  # the transport caps it at connect_timeout
             error: D360Error
             started = loop.time()
             try:

@@ -151,8 +151,8 @@ class AsyncTransport:
     ) -> RawResponse:
         """Make one attempt; follow redirects only within the API's own origin.
 
-        ``pool_timeout`` bounds the wait for a free connection (default: ``connect_timeout``);
-        ``timeout`` the attempt itself, from when it has one."""
+        The wait for a free connection is bounded by ``connect_timeout`` and, if given, by
+        ``pool_timeout``; ``timeout`` bounds the attempt itself, from when it has one."""
         session = self._session_for_running_loop()
         headers = self._headers if body is None else self._json_headers
         client_timeout = self._timeout(timeout)
@@ -230,7 +230,9 @@ class AsyncTransport:
     async def _wait_for_slot(
         self, slots: asyncio.Semaphore, method: str, path: str, pool_timeout: float | None
     ) -> None:
-        wait = self._connect_timeout if pool_timeout is None else pool_timeout
+        wait = self._connect_timeout
+        if pool_timeout is not None:
+            wait = min(wait, pool_timeout)
         if not await _acquire_within(slots, wait):
             raise APITimeoutError(
                 f"no free connection within {wait:g} s: all {self._pool_size} pooled "

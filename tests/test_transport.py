@@ -20,9 +20,10 @@ from d360calling import (
     ClientClosedError,
     D360Error,
     ResponseDecodeError,
+    RetryPolicy,
 )
 from d360calling._constants import MAX_RESPONSE_BYTES
-from d360calling.testing import FakeCallingAPI, Fault, sample_offer
+from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
 from .conftest import FAST_RETRY
 from .helpers import API_KEY, running_api
@@ -138,6 +139,31 @@ async def test_no_free_connection_in_time_is_a_timeout_that_sent_nothing(
         await busy
     assert placed.call_id is not None
     assert len(api.call_actions("connect")) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_retry_waits_for_a_connection_no_longer_than_the_deadline(
+    api: FakeCallingAPI,
+) -> None:
+    call = api.user_calls("4915100000002")
+    api.inject(Fault(status=503, body=b""), action="accept")
+    api.inject(Fault(delay=1.5), method="GET", path="/calling/settings")
+    slow_backoff = RetryPolicy(initial_delay=0.2, max_delay=0.2, jitter=0.0)
+    async with make(
+        api, pool_size=1, connect_timeout=5.0, max_retries=3, retry_policy=slow_backoff
+    ) as client:
+        started = time.monotonic()
+        accept = asyncio.ensure_future(
+            client.accept_call(call.id, sample_answer(), deadline=time.time() + 0.6)
+        )
+        await asyncio.sleep(0.1)  # the 503 is back; the retry waits out its backoff
+        busy = asyncio.ensure_future(client.get_settings())  # takes the only connection
+        with pytest.raises(APITimeoutError, match="no free connection") as info:
+            await accept
+        assert time.monotonic() - started < 1.0  # not connect_timeout, not the busy 1.5 s
+        assert info.value.request_may_have_been_sent is False
+        await busy
+    assert len(api.call_actions("accept")) == 1
 
 
 @pytest.mark.asyncio
