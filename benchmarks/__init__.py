@@ -1,1 +1,1 @@
-"""d360calling's benchmarks: ``python -m benchmarks`` (see README, "Benchmarks")."""
+"""d360calling's benchmarks: ``python -m benchmarks`` (see docs/benchmarks.md)."""

@@ -4,7 +4,8 @@ Starts the canned server (and, for the call-bot scenario, the fake API) in their
 processes on their own core, runs every (client, concurrency) pair in a fresh process on the
 other core - interleaved, ``--runs`` times - and reports medians as a Markdown table, JSON and
 a PNG chart in ``--out``. Targets are ratios within this one run, so a busy machine moves both
-sides of each ratio together.
+sides of each ratio together. ``--report docs/benchmarks.md`` (full runs only) also writes the
+tables and a link to the chart into that page, between its markers; nothing writes README.md.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ MATRIX: list[tuple[str, tuple[int, ...]]] = [
 QUICK_CONCURRENCY = (1, 16, 64)
 CALLBOT_CALLS = 1_000
 ROOT = Path(__file__).resolve().parent.parent
-README_MARKERS = ("<!-- benchmarks:start -->", "<!-- benchmarks:end -->")
+REPORT = ROOT / "docs" / "benchmarks.md"
+REPORT_MARKERS = ("<!-- benchmarks:start -->", "<!-- benchmarks:end -->")
 
 
 def _cpus() -> tuple[str | None, str | None]:
@@ -377,15 +379,18 @@ def chart(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace what lies between the README's benchmark markers with ``table``."""
-    text = readme.read_text()
-    start, end = README_MARKERS
+def update_report(report: Path, table: str, chart_path: Path) -> None:
+    """Replace what lies between the report's benchmark markers with a link to the chart
+    (relative to the report) and ``table``."""
+    text = report.read_text()
+    start, end = REPORT_MARKERS
     head, found, rest = text.partition(start)
     _, found_end, tail = rest.partition(end)
     if not (found and found_end):
-        raise SystemExit(f"README.md has no {start} ... {end} markers")
-    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+        raise SystemExit(f"{report} has no {start} ... {end} markers")
+    link = Path(os.path.relpath(chart_path.resolve(), report.resolve().parent)).as_posix()
+    image = f"![client CPU per request and requests/s by client and concurrency]({link})\n\n"
+    report.write_text(f"{head}{start}\n{image}{table}{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,11 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument(
-        "--update-readme",
-        action="store_true",
-        help="copy the tables into README.md (full runs only)",
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help=f"write the tables into PATH, e.g. {REPORT.relative_to(ROOT)} (full runs only)",
     )
     args = parser.parse_args(argv)
+    if args.report is not None and args.quick:
+        parser.error("--report takes a full run: a --quick one measures too little to report")
     args.runs = args.runs or (1 if args.quick else 5)
     args.warmup, args.seconds = (0.2, 0.3) if args.quick else (0.5, 1.5)
     client_cpu, server_cpu = _cpus()
@@ -428,10 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{stem}.md").write_text(text)
     chart(report, args.out / f"{stem}.png")
     print(text)
-    if args.update_readme and not args.quick:
-        update_readme(ROOT / "README.md", text)
     print(f"wrote {args.out / stem}.{{md,json,png}}", file=sys.stderr)
     errors = sum(r["errors"] for r in report["throughput"]) + report["callbot"]["errors"]
+    if args.report is not None and not errors:
+        update_report(args.report, text, args.out / f"{stem}.png")
+        print(f"wrote {args.report}", file=sys.stderr)
     return 1 if errors else 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import timeit
 from collections.abc import Callable
@@ -9,9 +10,16 @@ from typing import Any
 
 from d360calling import _json
 from d360calling._converter import decode, encode
-from d360calling.models.calls import CallActionRequest, CallActionResponse
+from d360calling.models.calls import (
+    AcceptCallRequest,
+    CallActionResponse,
+    ConnectCallRequest,
+    PreAcceptCallRequest,
+    RejectCallRequest,
+    TerminateCallRequest,
+)
 from d360calling.models.permissions import CallPermissions
-from d360calling.models.settings import CallingSettings, Settings, UpdateSettingsRequest
+from d360calling.models.settings import Settings, SettingsUpdate
 from d360calling.webhooks import parse_webhook
 
 from ._server import PERMISSIONS_BODY, SETTINGS_BODY
@@ -54,18 +62,27 @@ _CONNECT_WEBHOOK = json.dumps(
 ).encode()
 
 
+def _encode(request: object) -> bytes:
+    return _json.dumps(encode(request))
+
+
+def _decode(cls: type, body: bytes) -> object:
+    return decode(cls, _json.loads(body))
+
+
 def cases() -> list[tuple[str, Callable[[], Any]]]:
     sdp = answer_sdp()
+    offer = sdp.replace("a=setup:active", "a=setup:actpass")  # the same size, as an offer
     requests = {
-        "connect": CallActionRequest(action="connect", to="4915112345678", sdp=sdp),
-        "pre_accept": CallActionRequest(action="pre_accept", call_id=CALL_ID, sdp=sdp),
-        "accept": CallActionRequest(action="accept", call_id=CALL_ID, sdp=sdp),
-        "reject": CallActionRequest(action="reject", call_id=CALL_ID),
-        "terminate": CallActionRequest(action="terminate", call_id=CALL_ID),
-        "settings update": UpdateSettingsRequest(calling=CallingSettings(status="ENABLED")),
+        "connect": ConnectCallRequest(to="4915112345678", sdp=offer),
+        "pre_accept": PreAcceptCallRequest(call_id=CALL_ID, sdp=sdp),
+        "accept": AcceptCallRequest(call_id=CALL_ID, sdp=sdp),
+        "reject": RejectCallRequest(call_id=CALL_ID),
+        "terminate": TerminateCallRequest(call_id=CALL_ID),
+        "settings update": SettingsUpdate.status("ENABLED"),
     }
     out: list[tuple[str, Callable[[], Any]]] = [
-        (f"encode {name}", lambda r=req: _json.dumps(encode(r))) for name, req in requests.items()
+        (f"encode {name}", functools.partial(_encode, req)) for name, req in requests.items()
     ]
     responses: list[tuple[str, type, bytes]] = [
         (
@@ -78,8 +95,7 @@ def cases() -> list[tuple[str, Callable[[], Any]]]:
         ("settings", Settings, SETTINGS_BODY),
     ]
     out += [
-        (f"decode {name}", lambda c=cls, b=body: decode(c, _json.loads(b)))
-        for name, cls, body in responses
+        (f"decode {name}", functools.partial(_decode, cls, body)) for name, cls, body in responses
     ]
     out.append(("parse connect webhook", lambda: parse_webhook(_CONNECT_WEBHOOK)))
     return out

@@ -5,16 +5,19 @@
 
 from . import errors, models
 from ._async_client import AsyncClient, Deadline
-from ._retry import RetryPolicy
+from ._options import ClientOptionChanges, ClientOptions
+from ._retry import CallKind, RetryPolicy
 from ._sync_client import Client
 from ._version import __version__
 from .errors import (
     APIConnectionError,
     APIError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    ClientMisuseError,
     D360Error,
     InvalidRequestError,
     NoCallPermissionError,
@@ -23,30 +26,40 @@ from .errors import (
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    UnsuccessfulResponseError,
     WebhookParseError,
 )
 from .models import (
+    AcceptCallRequest,
     CallAction,
     CallActionRequest,
     CallActionResponse,
     CallHoursSettings,
     CallingSettings,
     CallPermissions,
+    ConnectCallRequest,
     ConnectCallResponse,
     FeatureStatus,
     PermissionStatus,
+    PreAcceptCallRequest,
+    RejectCallRequest,
     Settings,
+    SettingsUpdate,
     SipSettings,
+    TerminateCallRequest,
 )
 
 __all__ = (
     "APIConnectionError",
     "APIError",
+    "APIStatusError",
     "APITimeoutError",
+    "AcceptCallRequest",
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "CallAction",
+    "CallKind",
     "CallActionRequest",
     "CallActionResponse",
     "CallHoursSettings",
@@ -54,6 +67,10 @@ __all__ = (
     "CallingSettings",
     "Client",
     "ClientClosedError",
+    "ClientMisuseError",
+    "ClientOptionChanges",
+    "ClientOptions",
+    "ConnectCallRequest",
     "ConnectCallResponse",
     "D360Error",
     "Deadline",
@@ -63,12 +80,17 @@ __all__ = (
     "NotFoundError",
     "PermissionDeniedError",
     "PermissionStatus",
+    "PreAcceptCallRequest",
+    "RejectCallRequest",
     "RateLimitError",
     "ResponseDecodeError",
     "RetryPolicy",
     "ServerError",
     "Settings",
+    "SettingsUpdate",
     "SipSettings",
+    "TerminateCallRequest",
+    "UnsuccessfulResponseError",
     "WebhookParseError",
     "__version__",
     "errors",

@@ -2,64 +2,49 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
-import os
-import ssl
 import time
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import aiohttp
 import cattrs
 
 from . import _json
-from ._constants import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    CALLS_PATH,
-    DEFAULT_ANSWER_WINDOW,
-    DEFAULT_BASE_URL,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_POOL_SIZE,
-    DEFAULT_TIMEOUT,
-    PERMISSIONS_PATH,
-    SETTINGS_PATH,
-)
-from ._converter import decode, decode_errors, encode
+from ._constants import CALLS_PATH, PERMISSIONS_PATH, SETTINGS_PATH
+from ._converter import check_types, decode, decode_errors, encode
 from ._headers import request_id_from
+from ._options import ClientOptions, check_max_retries, check_seconds
 from ._redact import redact_addresses
-from ._retry import Resend, RetryPolicy
-from ._transport import AsyncTransport, RawResponse
-from ._validation import (
-    check_base_url,
-    check_call_action,
-    check_max_retries,
-    check_seconds,
-    check_settings_update,
-    check_whatsapp_id,
-)
+from ._retry import CallKind, GiveUp, budget, decide
+from ._transport import AsyncTransport, RawResponse, request_headers
 from .errors import (
     APIConnectionError,
-    APIError,
     D360Error,
     InvalidRequestError,
-    RateLimitError,
     ResponseDecodeError,
+    UnsuccessfulResponseError,
     error_from_response,
 )
-from .models._enums import CallAction
-from .models.calls import CallActionRequest, CallActionResponse, ConnectCallResponse
-from .models.permissions import CallPermissions
-from .models.settings import (
-    CallingSettings,
-    Settings,
-    UpdateSettingsRequest,
-    UpdateSettingsResponse,
+from .models._checks import check_whatsapp_id
+from .models.calls import (
+    AcceptCallRequest,
+    CallActionRequest,
+    CallActionResponse,
+    ConnectCallRequest,
+    ConnectCallResponse,
+    PreAcceptCallRequest,
+    RejectCallRequest,
+    TerminateCallRequest,
 )
+from .models.permissions import CallPermissions
+from .models.settings import Settings, SettingsUpdate, UpdateSettingsResponse
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import ClientOptionChanges
 
 __all__ = ("AsyncClient", "Deadline")
 
@@ -75,86 +60,99 @@ _wire_log = logging.getLogger("d360calling.wire")
 _MEMO_TYPES: frozenset[type] = frozenset({CallActionResponse, UpdateSettingsResponse})
 _MEMO_MAX_BODY = 256
 _MEMO_MAX_ENTRIES = 64
+_CALL_ACTION_TYPES = (
+    ConnectCallRequest,
+    PreAcceptCallRequest,
+    AcceptCallRequest,
+    RejectCallRequest,
+    TerminateCallRequest,
+)
+# What a client derived with with_options() cannot change: they belong to the shared pool.
+_POOL_OPTIONS = frozenset(
+    {"base_url", "connect_timeout", "pool_size", "keepalive_timeout", "ssl_context", "ca_bundle"}
+)
 
 
 class AsyncClient:
     """Asyncio client for 360dialog's WhatsApp Calling API.
 
     Use it as ``async with AsyncClient(api_key=...) as client:`` or call :meth:`aclose`.
-    ``api_key`` falls back to the ``D360_API_KEY`` environment variable and ``base_url`` to
-    ``D360_BASE_URL``, then to ``https://waba-v2.360dialog.io``.
+    Settings are given as keywords or as one :class:`ClientOptions` (``options=``); see it for
+    what each does. ``timeout`` and ``max_retries`` can also be overridden per call, and
+    :meth:`with_options` gives a client with other settings on the same connection pool.
 
-    ``connect_timeout`` bounds the wait for a free connection in the pool and, separately,
-    opening one; ``timeout`` bounds one attempt once it has its connection (connect, send,
-    read), so a request queued behind ``pool_size`` others is not timed out as if the server
-    were slow. ``max_retries`` and ``timeout`` can be overridden per call. ``answer_window``
-    is the default deadline, in seconds from the call, for retrying
-    pre_accept/accept/reject/terminate. ``session`` is an aiohttp session to use instead of
-    our own; the client never closes it, and a wait for one of its pooled connections counts
-    against ``timeout``. ``strict=True`` makes unknown keys in responses an error (for tests
-    that watch for API drift).
+    ``session`` is an aiohttp session to use instead of our own; the client never closes it,
+    and a wait for one of its pooled connections counts against ``timeout``.
 
-    TLS certificates are always verified: against the system's CAs, the PEM file
-    ``ca_bundle``, or the given ``ssl_context``. Each attempt logs one line on the
-    ``d360calling`` logger (DEBUG when it succeeds, INFO when it fails); request bodies go to
-    ``d360calling.wire`` at DEBUG, with the IP addresses in SDPs redacted unless
-    ``log_sdp_addresses=True``. The API key is never logged.
+    Each attempt logs one line on the ``d360calling`` logger (DEBUG when it succeeds, INFO
+    when it fails); request bodies go to ``d360calling.wire`` at DEBUG, with the IP addresses
+    in SDPs redacted unless ``log_sdp_addresses=True``. The API key is never logged.
     """
 
     def __init__(
         self,
-        api_key: str | None = None,
         *,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
-        answer_window: float = DEFAULT_ANSWER_WINDOW,
-        retry_policy: RetryPolicy | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        ca_bundle: str | os.PathLike[str] | None = None,
+        options: ClientOptions | None = None,
         session: aiohttp.ClientSession | None = None,
-        strict: bool = False,
-        log_sdp_addresses: bool = False,
+        **changes: Unpack[ClientOptionChanges],
     ):
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        if not key:
-            raise InvalidRequestError(f"no API key: pass api_key= or set {API_KEY_ENV}")
-        if not isinstance(key, str) or not key.isprintable() or key.strip() != key:
-            raise InvalidRequestError("api_key must be a printable str without surrounding spaces")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidRequestError("pool_size must be a positive int")
+        if options is not None and not isinstance(options, ClientOptions):
+            raise InvalidRequestError(f"options must be a ClientOptions, got {options!r:.40}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidRequestError("session must be an aiohttp.ClientSession")
-        self._base_url = check_base_url(
-            base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-        )
-        self._timeout = check_seconds(timeout, "timeout")
-        self._max_retries = check_max_retries(max_retries)
-        self._answer_window = check_seconds(answer_window, "answer_window")
-        self._retry = retry_policy if retry_policy is not None else RetryPolicy()
-        self._strict = strict
-        self._log_sdp_addresses = bool(log_sdp_addresses)
-        self._decoded: dict[tuple[type, bytes], Any] = {}
+        if options is None:
+            options = ClientOptions(**changes)
+        elif changes:
+            options = options.evolve(**changes)
+        self._set_options(options)
+        self._owns_transport = True
         self._transport = AsyncTransport(
-            base_url=self._base_url,
-            api_key=key,
-            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
-            pool_size=pool_size,
-            keepalive_timeout=check_seconds(keepalive_timeout, "keepalive_timeout"),
-            ssl_context=_tls_context(ssl_context, ca_bundle),
+            base_url=options.base_url,
+            connect_timeout=options.connect_timeout,
+            pool_size=options.pool_size,
+            keepalive_timeout=options.keepalive_timeout,
+            ssl_context=options.tls_context(),
             session=session,
         )
 
+    def _set_options(self, options: ClientOptions) -> None:
+        self._options = options
+        self._policy = options.retry_policy
+        self._headers, self._json_headers = request_headers(options.api_key)
+        self._decoded: dict[tuple[type, bytes], Any] = {}
+
+    def with_options(self, **changes: Unpack[ClientOptionChanges]) -> AsyncClient:
+        """A client with ``changes`` to this one's settings, on this client's connection pool.
+
+        It never closes the pool (closing it does nothing); this client still owns it. What
+        belongs to the pool (``base_url``, ``pool_size``, timeouts of connecting and keeping
+        alive, TLS) cannot change. E.g. ``client.with_options(max_retries=0).get_settings()``
+        or ``client.with_options(api_key=other_number_key)``.
+        """
+        fixed = _POOL_OPTIONS.intersection(changes)
+        if fixed:
+            raise InvalidRequestError(
+                f"{', '.join(sorted(fixed))} belong to the connection pool and cannot change in "
+                "with_options(); create a new client for them"
+            )
+        derived = object.__new__(AsyncClient)
+        derived._set_options(self._options.evolve(**changes))
+        derived._owns_transport = False
+        derived._transport = self._transport
+        return derived
+
+    @property
+    def options(self) -> ClientOptions:
+        """This client's settings."""
+        return self._options
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<AsyncClient base_url={self._base_url!r} {state}>"
+        return f"<AsyncClient base_url={self._options.base_url!r} {state}>"
 
     @property
     def base_url(self) -> str:
-        return self._base_url
+        return self._options.base_url
 
     @property
     def closed(self) -> bool:
@@ -183,8 +181,10 @@ class AsyncClient:
         pass
 
     async def aclose(self) -> None:
-        """Close the connection pool (not an injected session). Safe to call twice."""
-        await self._transport.aclose()
+        """Close the connection pool (not an injected session, nor the pool of the client this
+        one was derived from with :meth:`with_options`). Safe to call twice."""
+        if self._owns_transport:
+            await self._transport.aclose()
 
     # -- call actions ------------------------------------------------------------------------
 
@@ -202,11 +202,8 @@ class AsyncClient:
         Never re-sent once the request may have reached the server: only a connection that
         could not be established is retried.
         """
-        request = CallActionRequest(
-            action=CallAction.CONNECT,
-            to=to,
-            sdp=sdp,
-            biz_opaque_callback_data=biz_opaque_callback_data,
+        request = ConnectCallRequest(
+            to=to, sdp=sdp, biz_opaque_callback_data=biz_opaque_callback_data
         )
         response, raw = await self._call_action(request, None, timeout, max_retries)
         call_id = response.call_id
@@ -226,7 +223,7 @@ class AsyncClient:
         max_retries: int | None = None,
     ) -> CallActionResponse:
         """Pre-accept an inbound call with the SDP answer, so media can start connecting."""
-        request = CallActionRequest(action=CallAction.PRE_ACCEPT, call_id=call_id, sdp=sdp)
+        request = PreAcceptCallRequest(call_id=call_id, sdp=sdp)
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
 
@@ -241,11 +238,8 @@ class AsyncClient:
         max_retries: int | None = None,
     ) -> CallActionResponse:
         """Accept an inbound call with the SDP answer (the same one given to pre-accept)."""
-        request = CallActionRequest(
-            action=CallAction.ACCEPT,
-            call_id=call_id,
-            sdp=sdp,
-            biz_opaque_callback_data=biz_opaque_callback_data,
+        request = AcceptCallRequest(
+            call_id=call_id, sdp=sdp, biz_opaque_callback_data=biz_opaque_callback_data
         )
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
@@ -259,7 +253,7 @@ class AsyncClient:
         max_retries: int | None = None,
     ) -> CallActionResponse:
         """Reject an inbound call."""
-        request = CallActionRequest(action=CallAction.REJECT, call_id=call_id)
+        request = RejectCallRequest(call_id=call_id)
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
 
@@ -272,7 +266,7 @@ class AsyncClient:
         max_retries: int | None = None,
     ) -> CallActionResponse:
         """End a call in progress (either direction)."""
-        request = CallActionRequest(action=CallAction.TERMINATE, call_id=call_id)
+        request = TerminateCallRequest(call_id=call_id)
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
 
@@ -284,12 +278,18 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> CallActionResponse:
-        """Send any call action; the five methods above are shorthands for it.
+        """Send any call action (e.g. ``AcceptCallRequest(call_id=..., sdp=...)``); the five
+        methods above are shorthands for it.
 
         Answer-side actions are retried only until ``deadline`` (default: ``answer_window``
         seconds from now); ``connect`` ignores ``deadline`` and is never re-sent once it may
         have reached the server.
         """
+        if not isinstance(request, _CALL_ACTION_TYPES):
+            raise InvalidRequestError(
+                "request must be a ConnectCallRequest, PreAcceptCallRequest, AcceptCallRequest, "
+                f"RejectCallRequest or TerminateCallRequest, got {type(request).__name__}"
+            )
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
 
@@ -300,27 +300,16 @@ class AsyncClient:
         timeout: float | None,
         max_retries: int | None,
     ) -> tuple[CallActionResponse, RawResponse]:
-        if not isinstance(request, CallActionRequest):
-            raise InvalidRequestError(
-                f"request must be a CallActionRequest, got {type(request).__name__}"
-            )
-        action = check_call_action(request)
-        if action is CallAction.CONNECT:
-            resend, until = Resend.NEVER_RESENT, None
+        if isinstance(request, ConnectCallRequest):
+            kind, until = CallKind.CONNECT, None
         else:
-            resend, until = Resend.RESENDABLE, self._deadline(deadline)
+            kind, until = CallKind.ANSWER_SIDE, self._deadline(deadline)
         raw = await self._send(
-            "POST",
-            CALLS_PATH,
-            encode(request),
-            resend=resend,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=until,
+            "POST", CALLS_PATH, encode(request), kind, timeout, max_retries, until
         )
         response = self._decode(CallActionResponse, raw)
         if response.success is False:
-            self._raise_unsuccessful(raw)
+            raise _unsuccessful(raw)
         return response, raw
 
     # -- permissions and settings ------------------------------------------------------------
@@ -335,12 +324,7 @@ class AsyncClient:
         """May the business call this user now, and how much of each limit is used."""
         wa_id = check_whatsapp_id(consumer_whatsapp_id, "consumer_whatsapp_id").lstrip("+")
         raw = await self._send(
-            "GET",
-            PERMISSIONS_PATH + wa_id,
-            None,
-            resend=Resend.RESENDABLE,
-            timeout=timeout,
-            max_retries=max_retries,
+            "GET", PERMISSIONS_PATH + wa_id, None, CallKind.IDEMPOTENT, timeout, max_retries
         )
         return self._decode(CallPermissions, raw)
 
@@ -349,47 +333,44 @@ class AsyncClient:
     ) -> Settings:
         """The number's calling settings (plus its encryption and storage settings)."""
         raw = await self._send(
-            "GET",
-            SETTINGS_PATH,
-            None,
-            resend=Resend.RESENDABLE,
-            timeout=timeout,
-            max_retries=max_retries,
+            "GET", SETTINGS_PATH, None, CallKind.IDEMPOTENT, timeout, max_retries
         )
         return self._decode(Settings, raw)
 
     async def update_settings(
         self,
-        calling: CallingSettings,
+        update: SettingsUpdate,
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> UpdateSettingsResponse:
-        """Change one feature of the calling settings, e.g. ``CallingSettings(status="ENABLED")``.
+        """Change one feature of the calling settings, e.g. ``SettingsUpdate.status("ENABLED")``.
 
         The API takes one feature per request. ``call_hours`` is replaced as a whole, and
         leaving out ``holiday_schedule`` deletes the existing one.
         """
-        check_settings_update(calling)
+        if not isinstance(update, SettingsUpdate):
+            raise InvalidRequestError(
+                f"update must be a SettingsUpdate (e.g. SettingsUpdate.status('ENABLED')), "
+                f"got {type(update).__name__}"
+            )
+        problem = check_types(update.value, f"calling.{update.feature}")
+        if problem is not None:
+            raise InvalidRequestError(problem)
         raw = await self._send(
-            "POST",
-            SETTINGS_PATH,
-            encode(UpdateSettingsRequest(calling=calling)),
-            resend=Resend.RESENDABLE,
-            timeout=timeout,
-            max_retries=max_retries,
+            "POST", SETTINGS_PATH, encode(update), CallKind.IDEMPOTENT, timeout, max_retries
         )
         response = self._decode(UpdateSettingsResponse, raw)
         if not response.success:
-            self._raise_unsuccessful(raw)
+            raise _unsuccessful(raw)
         return response
 
     # -- the one request path ----------------------------------------------------------------
 
     def _deadline(self, deadline: Deadline | None) -> float:
-        """The deadline on the event loop's clock."""
+        """The deadline on the retry policy's clock."""
         if deadline is None:
-            remaining = self._answer_window
+            remaining = self._options.answer_window
         elif isinstance(deadline, datetime.datetime):
             if deadline.tzinfo is None:
                 raise InvalidRequestError("deadline must be a timezone-aware datetime")
@@ -400,59 +381,53 @@ class AsyncClient:
             raise InvalidRequestError(
                 f"deadline must be Unix seconds or an aware datetime, got {deadline!r:.40}"
             )
-        return asyncio.get_running_loop().time() + remaining
+        return self._policy.clock() + remaining
 
     async def _send(
         self,
         method: str,
         path: str,
         payload: Any,
-        *,
-        resend: Resend,
+        kind: CallKind,
         timeout: float | None,
         max_retries: int | None,
         deadline: float | None = None,
     ) -> RawResponse:
-        """Send with retries; return the 2xx response or raise the last error."""
-        attempt_timeout = self._timeout if timeout is None else check_seconds(timeout, "timeout")
-        retries = self._max_retries if max_retries is None else check_max_retries(max_retries)
+        """Send with retries; return the 2xx response or raise what :func:`decide` settles on.
+
+        One pass per attempt, at most ``max_retries + 1``: every decision (retry or not, how
+        long to wait, the deadline, a refusal after a lost answer) is :func:`decide`'s.
+        """
+        options = self._options
+        attempt_timeout = options.timeout if timeout is None else check_seconds(timeout, "timeout")
+        retries = options.max_retries if max_retries is None else check_max_retries(max_retries)
         try:
             body = None if payload is None else _json.dumps(payload)
         except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from exc
-        loop = asyncio.get_running_loop()
+            raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
         if body is not None and _wire_log.isEnabledFor(logging.DEBUG):
             _wire_log.debug("%s %s body: %s", method, path, self._loggable(body))
-        attempt = 0
-        # An answer-side action that may have taken effect on an attempt whose answer was lost:
-        # a retry refused as a repeat must not be reported as the action having failed.
-        uncertain: APIConnectionError | None = None
-        while True:
-            this_timeout = pool_timeout = None
-            if deadline is not None and attempt:
-                # A retry never runs past the deadline; the first attempt always gets its
-                # full timeout (the deadline may come from a clock we do not share).
-                left = max(deadline - loop.time(), 0.001)
-                this_timeout = min(attempt_timeout, left)
-                pool_timeout = left  # the transport caps it at connect_timeout
-            error: D360Error
-            started = loop.time()
+        headers = self._headers if body is None else self._json_headers
+        policy = self._policy
+        lost_answer: APIConnectionError | None = None
+        error: D360Error
+        status: int | str
+        for attempt in range(retries + 1):
+            limits = budget(attempt, timeout=attempt_timeout, deadline=deadline, now=policy.clock())
+            started = policy.clock()
             try:
                 response = await self._transport.send(
                     method,
                     path,
                     body,
-                    timeout=attempt_timeout if this_timeout is None else this_timeout,
-                    pool_timeout=pool_timeout,
+                    headers=headers,
+                    timeout=limits.timeout,
+                    pool_timeout=limits.pool_timeout,
                 )
             except APIConnectionError as exc:
-                error = exc
-                status: int | str = type(exc).__name__
-                request_id = None
-                sent = exc.request_may_have_been_sent
-            except ResponseDecodeError as exc:  # a body refused for its size; not retried
-                error = exc
-                status, request_id, sent = exc.status, exc.request_id, True
+                error, status, sent = exc, type(exc).__name__, exc.request_may_have_been_sent
+            except ResponseDecodeError as exc:  # a body refused for its size
+                error, status, sent = exc, exc.status_code, True
             else:
                 if 200 <= response.status < 300:
                     if _log.isEnabledFor(logging.DEBUG):
@@ -471,20 +446,22 @@ class AsyncClient:
                 error = error_from_response(
                     response.status, response.headers, response.body, method=method, path=path
                 )
-                status, request_id, sent = response.status, error.request_id, True
-                if uncertain is not None and _refusal_of_a_repeat(error):
-                    error = _outcome_unknown(uncertain, error)
-                    retries = attempt  # settled: another try would be refused the same way
-            elapsed = loop.time() - started
-            delay = None
-            if attempt < retries and self._retry.is_retryable(error, resend):
-                delay = self._retry.delay(error, attempt)
-                if delay is not None and deadline is not None and loop.time() + delay >= deadline:
-                    delay = None
+                status, sent = response.status, True
+            now = policy.clock()
+            decision = decide(
+                error,
+                kind,
+                attempt,
+                max_retries=retries,
+                deadline=deadline,
+                now=now,
+                policy=policy,
+                lost_answer=lost_answer,
+            )
             outcome = (
                 "giving up"
-                if delay is None
-                else f"retry {attempt + 1} of {retries} in {delay:.2f}s"
+                if isinstance(decision, GiveUp)
+                else f"retry {attempt + 1} of {retries} in {decision.after:.2f}s"
             )
             _log_attempt(
                 logging.INFO,
@@ -492,26 +469,22 @@ class AsyncClient:
                 path,
                 status,
                 attempt,
-                elapsed,
-                request_id,
+                now - started,
+                getattr(error, "request_id", None),
                 sent,
                 f"{type(error).__name__}{'' if sent else ' (not sent)'}; {outcome}",
             )
-            if delay is None:
-                raise error
-            if (
-                isinstance(error, APIConnectionError)
-                and error.request_may_have_been_sent
-                and method == "POST"
-                and path == CALLS_PATH
-            ):
-                uncertain = error
-            await asyncio.sleep(delay)
-            attempt += 1
+            if isinstance(decision, GiveUp):
+                raise decision.error
+            lost_answer = decision.lost_answer
+            await policy.sleep(decision.after)
+        raise AssertionError(
+            "unreachable: decide() gives up on the last attempt"
+        )  # pragma: no cover
 
     def _loggable(self, body: bytes) -> str:
         text = body.decode("utf-8", "replace")
-        return text if self._log_sdp_addresses else redact_addresses(text)
+        return text if self._options.log_sdp_addresses else redact_addresses(text)
 
     def _decode(self, cls: type[T], raw: RawResponse) -> T:
         body = raw.body
@@ -535,57 +508,19 @@ class AsyncClient:
                 f"expected a JSON {cls.__name__}, got {len(raw.body)} bytes that are not JSON", raw
             ) from None
         try:
-            return decode(cls, data, strict=self._strict)
+            return decode(cls, data, strict=self._options.strict)
         except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
             raise _bad_body(f"unexpected {cls.__name__}: {decode_errors(exc)}", raw) from exc
 
-    @staticmethod
-    def _raise_unsuccessful(raw: RawResponse) -> NoReturn:
-        raise APIError(
-            status=raw.status,
-            message="the API answered success=false",
-            body=raw.body,
-            headers=raw.headers,
-            method=raw.method,
-            path=raw.path,
-        )
 
-
-def _refusal_of_a_repeat(error: D360Error) -> bool:
-    """What repeating a done call action gets: a plain 400/404/409, not throttling."""
-    return (
-        isinstance(error, APIError)
-        and error.status in (400, 404, 409)
-        and not isinstance(error, RateLimitError)
+def _unsuccessful(raw: RawResponse) -> UnsuccessfulResponseError:
+    return UnsuccessfulResponseError(
+        status_code=raw.status,
+        body=raw.body,
+        headers=raw.headers,
+        method=raw.method,
+        path=raw.path,
     )
-
-
-def _outcome_unknown(lost: APIConnectionError, refused: D360Error) -> APIConnectionError:
-    lost_text = str(lost).removesuffix(f" ({lost.method} {lost.path})")
-    outcome = APIConnectionError(
-        f"{lost_text}; the retry was refused ({refused}), which is what repeating an action "
-        "that already took effect gets: the action may have succeeded",
-        method=lost.method,
-        path=lost.path,
-        request_may_have_been_sent=True,
-    )
-    outcome.__cause__ = refused
-    return outcome
-
-
-def _tls_context(
-    ssl_context: ssl.SSLContext | None, ca_bundle: str | os.PathLike[str] | None
-) -> ssl.SSLContext | None:
-    if ca_bundle is None:
-        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise InvalidRequestError("ssl_context must be an ssl.SSLContext")
-        return ssl_context
-    if ssl_context is not None:
-        raise InvalidRequestError("give ssl_context or ca_bundle, not both")
-    try:
-        return ssl.create_default_context(cafile=os.fspath(ca_bundle))
-    except (OSError, ssl.SSLError, TypeError) as exc:
-        raise InvalidRequestError(f"ca_bundle {ca_bundle!r:.80} cannot be loaded: {exc}") from exc
 
 
 def _log_attempt(
@@ -625,7 +560,7 @@ def _log_attempt(
 def _bad_body(message: str, raw: RawResponse) -> ResponseDecodeError:
     return ResponseDecodeError(
         message,
-        status=raw.status,
+        status_code=raw.status,
         body=raw.body,
         headers=raw.headers,
         method=raw.method,

@@ -10,14 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
+
 from ._async_client import AsyncClient
+from ._constants import API_KEY_ENV
 from ._converter import encode
+from ._options import ClientOptionChanges, ClientOptions
 from ._version import __version__
 from .errors import APIConnectionError, APIError, D360Error, InvalidRequestError
 from .models import (
@@ -26,8 +31,11 @@ from .models import (
     CallPermissions,
     ConnectCallResponse,
     Settings,
+    SettingsUpdate,
     UpdateSettingsResponse,
 )
+
+__all__ = ("main", "options_from_args")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -153,7 +161,7 @@ def _read_sdp(source: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def _settings_update(args: argparse.Namespace) -> CallingSettings:
+def _settings_update(args: argparse.Namespace) -> SettingsUpdate:
     flags = {
         name: getattr(args, name)
         for name in (
@@ -178,12 +186,27 @@ def _settings_update(args: argparse.Namespace) -> CallingSettings:
         from ._converter import decode
 
         try:
-            return decode(CallingSettings, data, strict=True)
+            calling = decode(CallingSettings, data, strict=True)
         except D360Error as exc:
             raise BadInput(f"{args.file}: {exc}") from None
+        except Exception as exc:  # cattrs' validation errors: the file does not fit the model
+            from ._converter import decode_errors
+
+            raise BadInput(f"{args.file}: {decode_errors(exc)}") from None
+        flags = {
+            name: value
+            for name, value in attrs.asdict(calling, recurse=False).items()
+            if value is not None
+        }
     if not flags:
         raise BadInput("say what to change: a setting flag or --file")
-    return CallingSettings(**flags)
+    if len(flags) > 1:
+        raise BadInput(
+            f"the API takes one setting per request; got {', '.join(flags)}: "
+            "change them one at a time"
+        )
+    ((feature, value),) = flags.items()
+    return SettingsUpdate(feature, value)
 
 
 # -- output -------------------------------------------------------------------------------
@@ -240,12 +263,18 @@ def _human(result: Any, args: argparse.Namespace) -> str:
 # -- running ------------------------------------------------------------------------------
 
 
-def client_from_args(args: argparse.Namespace) -> AsyncClient:
-    options: dict[str, Any] = {}
-    for name in ("api_key", "base_url", "timeout", "max_retries"):
-        if hasattr(args, name):
-            options[name] = getattr(args, name)
-    return AsyncClient(**options)
+def options_from_args(args: argparse.Namespace) -> ClientOptions:
+    """The client settings the command line gave (the rest from the environment)."""
+    changes: ClientOptionChanges = {}
+    if hasattr(args, "api_key"):
+        changes["api_key"] = args.api_key
+    if hasattr(args, "base_url"):
+        changes["base_url"] = args.base_url
+    if hasattr(args, "timeout"):
+        changes["timeout"] = args.timeout
+    if hasattr(args, "max_retries"):
+        changes["max_retries"] = args.max_retries
+    return ClientOptions(**changes)
 
 
 def _api_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any]]:
@@ -273,7 +302,7 @@ def _api_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any
 
 async def _run_api(args: argparse.Namespace) -> int:
     call = _api_call(args)  # reads files and checks flags before any connection is made
-    async with client_from_args(args) as client:
+    async with AsyncClient(options=options_from_args(args)) as client:
         result = await call(client)
     if getattr(args, "json", False):
         print(json.dumps(encode(result), indent=2, sort_keys=True))
@@ -304,15 +333,20 @@ async def _run_fake_server(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _run_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo  # the demo pulls in the fake: only for this command
+
+    real_api = bool(getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV))
+    return await run_demo(options_from_args(args) if real_api else None, wa_id=args.wa_id)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     runner: Callable[[argparse.Namespace], Awaitable[int]]
     if args.command == "fake-server":
         runner = _run_fake_server
     elif args.command == "demo":
-        from ._demo import run_demo
-
-        runner = run_demo
+        runner = _run_demo
     else:
         runner = _run_api
     try:

@@ -4,6 +4,29 @@ from __future__ import annotations
 
 from typing import Final
 
+__all__ = (
+    "API_KEY_ENV",
+    "API_KEY_HEADER",
+    "BASE_URL_ENV",
+    "BIZ_OPAQUE_CALLBACK_DATA_MAX",
+    "CALLS_PATH",
+    "DEFAULT_ANSWER_WINDOW",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_KEEPALIVE_TIMEOUT",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_RETRY_AFTER",
+    "DEFAULT_POOL_SIZE",
+    "DEFAULT_TIMEOUT",
+    "INITIAL_RETRY_DELAY",
+    "MAX_REDIRECTS",
+    "MAX_RESPONSE_BYTES",
+    "MAX_RETRIES_LIMIT",
+    "MAX_RETRY_DELAY",
+    "PERMISSIONS_PATH",
+    "SETTINGS_PATH",
+)
+
 DEFAULT_BASE_URL: Final = "https://waba-v2.360dialog.io"
 API_KEY_HEADER: Final = "D360-API-KEY"
 API_KEY_ENV: Final = "D360_API_KEY"

@@ -4,7 +4,10 @@ Decoding is tolerant: unknown keys are ignored, ``null`` means absent, enum valu
 adds later are kept as ``str``, numbers and booleans sent as strings are read, and the
 documented alternative spellings (``expiration``, ``open_time``/``close_time``) are accepted.
 The strict converter is the same but refuses unknown keys, so tests notice API drift.
-Encoding omits fields the user did not set (``None``).
+Encoding omits fields the user did not set (``None``); call actions get their wire frame
+(``messaging_product``, ``action``, the ``session`` around the SDP) around a cattrs-generated
+encoding of their own fields. :func:`check_types` holds an update's values to their declared
+types exactly, before anything is sent (attrs does not check types).
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
-from .models._enums import CallAction
-from .models.calls import SDP_TYPE_FOR_ACTION, CallActionRequest
+from .models.calls import CALL_ACTION_REQUESTS, CallActionRequest
 from .models.permissions import CallPermission
-from .models.settings import HolidaySchedule
+from .models.settings import HolidaySchedule, SettingsUpdate
 from .models.webhooks import CallConnectEvent, CallStatusEvent, CallTerminateEvent
 
-__all__ = ("decode", "decode_errors", "encode", "make_converter")
+__all__ = ("check_types", "decode", "decode_errors", "encode", "make_converter")
 
 T = TypeVar("T")
 
@@ -41,12 +43,23 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 
-def make_converter(*, strict: bool = False) -> cattrs.Converter:
-    """Build a converter with every hook registered (cattrs caches hooks on first use)."""
+def make_converter(*, strict: bool = False, exact: bool = False) -> cattrs.Converter:
+    """Build a converter with every hook registered (cattrs caches hooks on first use).
+
+    ``exact`` takes scalars only as their own type (no ``"true"`` for a bool, no number for a
+    str): for checking what a user built, not for reading what the API sent."""
     conv = cattrs.Converter(forbid_extra_keys=strict)
-    conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook(int, _structure_int)
-    conv.register_structure_hook(bool, _structure_bool)
+    if exact:
+        conv.register_structure_hook(str, _exact(str))
+        conv.register_structure_hook(int, _exact(int))
+        conv.register_structure_hook(bool, _exact(bool))
+    else:
+        conv.register_structure_hook(str, _structure_str)
+        conv.register_structure_hook(int, _structure_int)
+        conv.register_structure_hook(bool, _structure_bool)
+    # ``object``: a field that keeps whatever JSON the API sent (e.g. an error's error_data).
+    # (By predicate: a hook registered for the class would match every subclass of object.)
+    conv.register_structure_hook_func(lambda tp: tp is object, lambda value, _: value)
     conv.register_structure_hook_factory(_is_open_enum, _open_enum_hook)
     conv.register_structure_hook_factory(_is_scalar_union, _scalar_union_hook)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _object_hook(conv, cls, strict))
@@ -54,7 +67,11 @@ def make_converter(*, strict: bool = False) -> cattrs.Converter:
         attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
     )
     conv.register_unstructure_hook_factory(_is_open_enum, lambda _: _unstructure_open_enum)
-    conv.register_unstructure_hook(CallActionRequest, _unstructure_call_action)
+    for request_cls in CALL_ACTION_REQUESTS:
+        conv.register_unstructure_hook(request_cls, _call_action_hook(conv, request_cls))
+    conv.register_unstructure_hook(
+        SettingsUpdate, lambda update: {"calling": {update.feature: conv.unstructure(update.value)}}
+    )
     return conv
 
 
@@ -75,31 +92,29 @@ def _object_hook(conv: cattrs.Converter, cls: type[T], strict: bool) -> Callable
     return structure
 
 
-# Action (a CallAction or its str) -> its wire value and the sdp_type its session carries.
-_ACTION_WIRE: dict[str, tuple[str, str | None]] = {
-    action.value: (
-        action.value,
-        SDP_TYPE_FOR_ACTION[action].value if action in SDP_TYPE_FOR_ACTION else None,
-    )
-    for action in CallAction
-}
+def _call_action_hook(
+    conv: cattrs.Converter, cls: type[CallActionRequest]
+) -> Callable[[Any], dict[str, Any]]:
+    fields = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
+    frame = {"messaging_product": "whatsapp", "action": cls.action.value}
+    sdp_type = None if cls.sdp_type is None else cls.sdp_type.value
+
+    def unstructure(request: Any) -> dict[str, Any]:
+        wire = {**frame, **fields(request)}
+        if sdp_type is not None:
+            wire["session"] = {"sdp_type": sdp_type, "sdp": wire.pop("sdp")}
+        return wire
+
+    return unstructure
 
 
-def _unstructure_call_action(request: CallActionRequest) -> dict[str, Any]:
-    # Hand-written: this runs for every call action, and the generic path costs 3x as much.
-    action = request.action
-    known = _ACTION_WIRE.get(action) if isinstance(action, str) else None
-    wire_action, sdp_type = (action, None) if known is None else known
-    wire: dict[str, Any] = {"messaging_product": "whatsapp", "action": wire_action}
-    if request.to is not None:
-        wire["to"] = request.to
-    if request.call_id is not None:
-        wire["call_id"] = request.call_id
-    if request.sdp is not None and sdp_type is not None:
-        wire["session"] = {"sdp_type": sdp_type, "sdp": request.sdp}
-    if request.biz_opaque_callback_data is not None:
-        wire["biz_opaque_callback_data"] = request.biz_opaque_callback_data
-    return wire
+def _exact(cls: type) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, cls) and (cls is bool or not isinstance(value, bool)):
+            return value
+        raise TypeError(f"expected {cls.__name__}, got {_kind(value)} {value!r:.40}")
+
+    return structure
 
 
 def _structure_str(value: Any, _: Any) -> str:
@@ -202,6 +217,7 @@ def _kind(value: Any) -> str:
 
 _TOLERANT = make_converter()
 _STRICT = make_converter(strict=True)
+_EXACT = make_converter(strict=True, exact=True)
 
 
 def decode(cls: type[T], data: Any, *, strict: bool = False) -> T:
@@ -212,6 +228,19 @@ def decode(cls: type[T], data: Any, *, strict: bool = False) -> T:
 def encode(obj: Any) -> Any:
     """Unstructure a model into JSON-ready data, leaving out fields that are ``None``."""
     return _TOLERANT.unstructure(obj)
+
+
+def check_types(obj: Any, where: str) -> str | None:
+    """What in ``obj`` (an attrs model a user built) does not have its declared type, as
+    ``where.field.sub: problem``; ``None`` when it all fits. Checked by decoding its own
+    encoding with the exact converter, so the wire rules stay in this one module."""
+    try:
+        _EXACT.structure(_TOLERANT.unstructure(obj), type(obj))
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            return "; ".join(cattrs.transform_error(exc, path=where))
+        return f"{where}: {exc}"
+    return None
 
 
 def decode_errors(exc: BaseException) -> str:

@@ -7,9 +7,7 @@ reads: placing calls needs a public webhook URL and a WebRTC stack, which a demo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import secrets
 import sys
 import time
@@ -20,10 +18,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ._async_client import AsyncClient
-from ._constants import API_KEY_ENV
+from ._options import ClientOptions
 from .models import CallPermissions
-from .testing import FakeCallingAPI, sample_answer, sample_offer
-from .testing._server import serve
+from .testing import FakeCallingAPI, sample_answer, sample_offer, serve
 from .webhooks import (
     SIGNATURE_HEADER,
     CallConnectEvent,
@@ -33,6 +30,8 @@ from .webhooks import (
     WebhookEvent,
     WebhookReceiver,
 )
+
+__all__ = ("DemoError", "run_demo")
 
 E = TypeVar("E")
 
@@ -187,27 +186,24 @@ async def _on_fake() -> int:
     return 0
 
 
-async def _on_real_api(args: argparse.Namespace) -> int:
-    from ._cli import client_from_args  # the command's own option handling
-
-    async with client_from_args(args) as client:
+async def _on_real_api(options: ClientOptions, wa_id: str | None) -> int:
+    async with AsyncClient(options=options) as client:
         print("d360calling demo against the real API (read-only)")
         settings = await client.get_settings()
         calling = settings.calling
         print(f"  calling: {calling.status}, SRTP: {calling.srtp_key_exchange_protocol}")
         if calling.sip is not None:
             print(f"  SIP: {calling.sip.status}")
-        if args.wa_id:
-            print(
-                "  " + _permission_line(args.wa_id, await client.get_call_permissions(args.wa_id))
-            )
+        if wa_id:
+            print("  " + _permission_line(wa_id, await client.get_call_permissions(wa_id)))
         print("Calls are not placed: they need your public webhook URL and a WebRTC stack.")
     return 0
 
 
-async def run_demo(args: argparse.Namespace) -> int:
-    if getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV):
-        return await _on_real_api(args)
+async def run_demo(options: ClientOptions | None, *, wa_id: str | None = None) -> int:
+    """The demo on the built-in fake, or read-only against the real API with ``options``."""
+    if options is not None:
+        return await _on_real_api(options, wa_id)
     try:
         return await _on_fake()
     except DemoError as exc:

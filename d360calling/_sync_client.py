@@ -5,26 +5,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import os
-import ssl
 import threading
 import warnings
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._async_client import AsyncClient
-from ._constants import (
-    DEFAULT_ANSWER_WINDOW,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_POOL_SIZE,
-    DEFAULT_TIMEOUT,
-)
+from ._options import ClientOptions
 from ._portal import ABANDONED_AFTER_FORK, PORTAL
-from ._retry import RetryPolicy
 from .errors import ClientClosedError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import ClientOptionChanges
 
 __all__ = ("Client",)
 
@@ -58,43 +53,38 @@ class Client:
 
     def __init__(
         self,
-        api_key: str | None = None,
         *,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
-        answer_window: float = DEFAULT_ANSWER_WINDOW,
-        retry_policy: RetryPolicy | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        ca_bundle: str | os.PathLike[str] | None = None,
-        strict: bool = False,
-        log_sdp_addresses: bool = False,
+        options: ClientOptions | None = None,
+        **changes: Unpack[ClientOptionChanges],
     ):
-        self._options: dict[str, Any] = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "timeout": timeout,
-            "connect_timeout": connect_timeout,
-            "max_retries": max_retries,
-            "pool_size": pool_size,
-            "keepalive_timeout": keepalive_timeout,
-            "answer_window": answer_window,
-            "retry_policy": retry_policy,
-            "ssl_context": ssl_context,
-            "ca_bundle": ca_bundle,
-            "strict": strict,
-            "log_sdp_addresses": log_sdp_addresses,
-        }
         # Built here so bad options fail in the caller's thread; it opens nothing yet.
-        self._async = AsyncClient(**self._options)
+        self._async = AsyncClient(options=options, **changes)
+        self._parent: Client | None = None
+        self._changes: ClientOptionChanges = {}
         self._lock = threading.Lock()
         self._closed = False
         self._generation: int | None = None  # the portal generation we are registered in
         self._warned_running_loop = False
         PORTAL.register(self)
+
+    def with_options(self, **changes: Unpack[ClientOptionChanges]) -> Client:
+        """A client with ``changes`` to this one's settings, on this client's connection pool
+        (see :meth:`AsyncClient.with_options`). Closing it does nothing; closing this client
+        closes the pool for both."""
+        root = self._parent or self
+        merged: ClientOptionChanges = {**self._changes, **changes}
+        derived = object.__new__(Client)
+        derived._async = root._async.with_options(**merged)
+        derived._parent = root
+        derived._changes = merged
+        derived._closed = False
+        derived._warned_running_loop = False
+        return derived
+
+    @property
+    def options(self) -> ClientOptions:
+        """This client's settings."""
+        return self._async.options
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -120,7 +110,11 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool; the loop thread stops when the last client closes."""
+        """Close the connection pool; the loop thread stops when the last client closes.
+        On a client made by :meth:`with_options` it only stops this client's use."""
+        if self._parent is not None:
+            self._closed = True
+            return
         with self._lock:
             if self._closed:
                 return
@@ -134,7 +128,11 @@ class Client:
 
     def __del__(self) -> None:
         # Best effort for a client that was never closed: never block or join here.
-        if getattr(self, "_closed", True) or getattr(self, "_generation", None) is None:
+        if (
+            getattr(self, "_parent", None) is not None
+            or getattr(self, "_closed", True)
+            or getattr(self, "_generation", None) is None
+        ):
             return
         if self._generation == PORTAL.generation and PORTAL.thread is not None:
             PORTAL.close_soon(self._async.aclose)
@@ -146,7 +144,15 @@ class Client:
             # The parent's session lives on the parent's loop; build a fresh one here.
             self._generation = None
             ABANDONED_AFTER_FORK.append(self._async)
-            self._async = AsyncClient(**self._options)
+            self._async = AsyncClient(options=self._async.options)
+
+    def _enter_portal(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this Client is closed; create a new one")
+            if self._generation != PORTAL.generation:
+                PORTAL.acquire(self)
+                self._generation = PORTAL.generation
 
     def _run(
         self,
@@ -156,12 +162,15 @@ class Client:
         **kwargs: P.kwargs,
     ) -> T:
         PORTAL.refuse_reentry()
-        with self._lock:
+        parent = self._parent
+        if parent is not None:
             if self._closed:
                 raise ClientClosedError("this Client is closed; create a new one")
-            if self._generation != PORTAL.generation:
-                PORTAL.acquire(self)
-                self._generation = PORTAL.generation
+            parent._enter_portal()
+            if parent._async._transport is not self._async._transport:  # rebuilt after a fork
+                self._async = parent._async.with_options(**self._changes)
+        else:
+            self._enter_portal()
         if not self._warned_running_loop and _running_loop_in_this_thread():
             self._warned_running_loop = True
             warnings.warn(

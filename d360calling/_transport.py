@@ -29,11 +29,11 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     ClientClosedError,
-    D360Error,
+    ClientMisuseError,
     ResponseDecodeError,
 )
 
-__all__ = ("AsyncTransport", "RawResponse")
+__all__ = ("AsyncTransport", "RawResponse", "request_headers")
 
 USER_AGENT = f"d360calling/{__version__}"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -56,12 +56,18 @@ class RawResponse:
     elapsed: float
 
 
+def request_headers(api_key: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers of a request without and with a JSON body, for one API key (each client
+    builds its own once: the key is per number, the pool may be shared)."""
+    headers = {API_KEY_HEADER: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+    return headers, {**headers, "Content-Type": "application/json"}
+
+
 class AsyncTransport:
     def __init__(
         self,
         *,
         base_url: str,
-        api_key: str,
         connect_timeout: float,
         pool_size: int,
         keepalive_timeout: float,
@@ -85,9 +91,6 @@ class AsyncTransport:
         self._max_response_bytes = max_response_bytes
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._urls: dict[str, yarl.URL] = {}
-        headers = {API_KEY_HEADER: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
-        self._headers = headers
-        self._json_headers = {**headers, "Content-Type": "application/json"}
 
     @property
     def closed(self) -> bool:
@@ -122,7 +125,7 @@ class AsyncTransport:
         elif self._loop is not loop and self._owns_session:
             # aiohttp sessions are bound to the loop that made them; using one elsewhere
             # fails later in confusing ways.
-            raise D360Error(
+            raise ClientMisuseError(
                 "this AsyncClient is bound to the event loop it first ran on; "
                 "create one client per event loop (or use the sync Client)"
             )
@@ -146,6 +149,7 @@ class AsyncTransport:
         path: str,
         body: bytes | None,
         *,
+        headers: dict[str, str],
         timeout: float,
         pool_timeout: float | None = None,
     ) -> RawResponse:
@@ -154,7 +158,6 @@ class AsyncTransport:
         The wait for a free connection is bounded by ``connect_timeout`` and, if given, by
         ``pool_timeout``; ``timeout`` bounds the attempt itself, from when it has one."""
         session = self._session_for_running_loop()
-        headers = self._headers if body is None else self._json_headers
         client_timeout = self._timeout(timeout)
         url = self._urls.get(path)
         if url is None:
@@ -276,7 +279,7 @@ class AsyncTransport:
                 return b"".join(chunks)
         raise ResponseDecodeError(
             f"response body larger than {limit} bytes refused",
-            status=resp.status,
+            status_code=resp.status,
             body=b"".join(chunks)[:1024],
             headers=resp.headers,
             method=method,

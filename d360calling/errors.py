@@ -1,22 +1,46 @@
 """Every error d360calling raises, and the one function that maps an HTTP response to it.
 
-::
+As in the Stainless SDKs (OpenAI, Anthropic), ``except APIError`` catches everything that
+went wrong talking to the API - an error status, no response at all, or a response that is not
+what the API promises - while mistakes in the calling code are separate::
 
     D360Error
-    ├── InvalidRequestError (also ValueError)   bad input, raised before anything is sent
-    ├── ClientClosedError (also RuntimeError)   the client was closed
-    ├── WebhookParseError (also ValueError)     a webhook body that is not a WhatsApp webhook
-    ├── ResponseDecodeError                     a 2xx body that is not what the API promises
-    ├── APIConnectionError                      no HTTP response: refused, reset, TLS, DNS
-    │   └── APITimeoutError                     an attempt ran past its timeout
-    └── APIError                                the API answered with an error status
-        ├── BadRequestError                     400
-        ├── AuthenticationError                 401
-        ├── PermissionDeniedError               403, and calling-eligibility codes
-        │   └── NoCallPermissionError           code 138006: the user has not allowed calls
-        ├── NotFoundError                       404
-        ├── RateLimitError                      429, 360dialog's "rate limit" 400, throttling codes
-        └── ServerError                         5xx
+    ├── InvalidRequestError (also ValueError)    bad input, raised before anything is sent
+    ├── ClientMisuseError (also RuntimeError)    the client used where it cannot work
+    │   └── ClientClosedError                    the client was closed
+    ├── WebhookParseError (also ValueError)      a webhook body that is not a WhatsApp webhook
+    └── APIError                                 something went wrong talking to the API
+        ├── APIConnectionError                   no HTTP response: refused, reset, TLS, DNS
+        │   └── APITimeoutError                  an attempt ran past its timeout
+        ├── ResponseDecodeError                  a 2xx body that is not what the API promises
+        ├── UnsuccessfulResponseError            a 2xx answer that says ``success: false``
+        └── APIStatusError                       the API answered with an error status
+            ├── BadRequestError                  400
+            ├── AuthenticationError              401
+            ├── PermissionDeniedError            403, and calling-eligibility codes
+            │   └── NoCallPermissionError        code 138006: the user has not allowed calls
+            ├── NotFoundError                    404
+            ├── RateLimitError                   429, 360dialog's "rate limit" 400, throttling
+            └── ServerError                      5xx
+
+How :func:`error_from_response` picks the class of an error status, first match wins:
+
+=====================================================  ===========================
+The response                                           Class
+=====================================================  ===========================
+Meta code 138006 (any HTTP status, often 401)          ``NoCallPermissionError``
+Meta code 138000 (calling not enabled)                 ``PermissionDeniedError``
+Meta throttling code (4, 613, 80007, 130429, 131048,   ``RateLimitError``
+131056, 138002, 138005), or a 400 whose text says
+"rate limit" / "exceeded the limit of"
+HTTP 500-599                                           ``ServerError``
+HTTP 400 / 401 / 403 / 404 / 429                       ``BadRequestError`` /
+                                                       ``AuthenticationError`` /
+                                                       ``PermissionDeniedError`` /
+                                                       ``NotFoundError`` /
+                                                       ``RateLimitError``
+any other status                                       ``APIStatusError``
+=====================================================  ===========================
 """
 
 from __future__ import annotations
@@ -33,10 +57,12 @@ from ._headers import parse_retry_after, request_id_from
 __all__ = (
     "APIConnectionError",
     "APIError",
+    "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "ClientMisuseError",
     "D360Error",
     "InvalidRequestError",
     "NoCallPermissionError",
@@ -45,6 +71,7 @@ __all__ = (
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "UnsuccessfulResponseError",
     "WebhookParseError",
     "error_from_response",
 )
@@ -75,7 +102,11 @@ class InvalidRequestError(D360Error, ValueError):
     """The arguments cannot make a valid request; nothing was sent."""
 
 
-class ClientClosedError(D360Error, RuntimeError):
+class ClientMisuseError(D360Error, RuntimeError):
+    """The client was used where it cannot work, e.g. on another event loop than its own."""
+
+
+class ClientClosedError(ClientMisuseError):
     """The client has been closed; create a new one."""
 
 
@@ -83,7 +114,19 @@ class WebhookParseError(D360Error, ValueError):
     """A webhook body that is not JSON, or not a WhatsApp Business Account webhook."""
 
 
-class APIConnectionError(D360Error):
+class APIError(D360Error):
+    """Something went wrong talking to the API: the base of every error below.
+
+    ``method`` and ``path`` name the request; ``request_id`` is 360dialog's or Meta's id of it,
+    when a response carried one.
+    """
+
+    method: str
+    path: str
+    request_id: str | None
+
+
+class APIConnectionError(APIError):
     """No HTTP response was received (connection refused or reset, DNS, TLS, broken body).
 
     ``request_may_have_been_sent`` is ``False`` only when the connection was never
@@ -94,6 +137,7 @@ class APIConnectionError(D360Error):
         super().__init__(f"{message} ({method} {path})")
         self.method = method
         self.path = path
+        self.request_id = None
         self.request_may_have_been_sent = request_may_have_been_sent
 
 
@@ -101,21 +145,29 @@ class APITimeoutError(APIConnectionError):
     """An attempt did not complete within its timeout."""
 
 
-class ResponseDecodeError(D360Error):
+class _ResponseError(APIError):
+    """An error that came with an HTTP response: its status, headers and raw body."""
+
+    status_code: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class ResponseDecodeError(_ResponseError):
     """A successful response whose body is not what the API promises."""
 
     def __init__(
         self,
         message: str,
         *,
-        status: int,
+        status_code: int,
         body: bytes,
         headers: Mapping[str, str],
         method: str,
         path: str,
     ):
-        super().__init__(f"{message} (HTTP {status} on {method} {path})")
-        self.status = status
+        super().__init__(f"{message} (HTTP {status_code} on {method} {path})")
+        self.status_code = status_code
         self.body = body
         self.headers = headers
         self.method = method
@@ -123,8 +175,29 @@ class ResponseDecodeError(D360Error):
         self.request_id = request_id_from(headers)
 
 
-class APIError(D360Error):
-    """The API answered with an error status.
+class UnsuccessfulResponseError(_ResponseError):
+    """A 2xx answer whose body says ``"success": false``: the API did not do what was asked."""
+
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        method: str,
+        path: str,
+    ):
+        super().__init__(f"the API answered success=false (HTTP {status_code} on {method} {path})")
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers
+        self.method = method
+        self.path = path
+        self.request_id = request_id_from(headers)
+
+
+class APIStatusError(_ResponseError):
+    """The API answered with an error status (``status_code``).
 
     ``message`` is the best human text found in the body; ``code``, ``error_subcode``,
     ``error_type``, ``details`` and ``fbtrace_id`` are Meta's fields when the body carries them.
@@ -134,7 +207,7 @@ class APIError(D360Error):
     def __init__(
         self,
         *,
-        status: int,
+        status_code: int,
         message: str,
         body: bytes,
         headers: Mapping[str, str],
@@ -146,7 +219,7 @@ class APIError(D360Error):
         details: str | None = None,
         fbtrace_id: str | None = None,
     ):
-        self.status = status
+        self.status_code = status_code
         self.message = message
         self.body = body
         self.headers = headers
@@ -166,7 +239,7 @@ class APIError(D360Error):
         return parse_retry_after(self.headers)
 
     def _describe(self) -> str:
-        text = f"HTTP {self.status} on {self.method} {self.path}: {self.message}"
+        text = f"HTTP {self.status_code} on {self.method} {self.path}: {self.message}"
         codes = []
         if self.code is not None:
             codes.append(f"code {self.code}")
@@ -179,15 +252,15 @@ class APIError(D360Error):
         return text
 
 
-class BadRequestError(APIError):
+class BadRequestError(APIStatusError):
     """HTTP 400: the API refused the request as invalid."""
 
 
-class AuthenticationError(APIError):
+class AuthenticationError(APIStatusError):
     """HTTP 401: the API key is missing, wrong or revoked."""
 
 
-class PermissionDeniedError(APIError):
+class PermissionDeniedError(APIStatusError):
     """HTTP 403, or a calling-eligibility refusal (calling not enabled, no permission)."""
 
 
@@ -195,19 +268,19 @@ class NoCallPermissionError(PermissionDeniedError):
     """Error 138006: the user has not granted this business permission to call."""
 
 
-class NotFoundError(APIError):
+class NotFoundError(APIStatusError):
     """HTTP 404."""
 
 
-class RateLimitError(APIError):
+class RateLimitError(APIStatusError):
     """HTTP 429, 360dialog's throttling 400, or a Meta throttling code. See ``retry_after``."""
 
 
-class ServerError(APIError):
+class ServerError(APIStatusError):
     """HTTP 5xx: the API or something in front of it failed."""
 
 
-_STATUS_CLASSES: dict[int, type[APIError]] = {
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
@@ -217,7 +290,7 @@ _STATUS_CLASSES: dict[int, type[APIError]] = {
 # Meta throttling codes (api-facts §5.2/§5.3); they win over the HTTP status.
 _RATE_LIMIT_CODES = frozenset({4, 613, 80007, 130429, 131048, 131056, 138002, 138005})
 # Not an API-key problem even when sent with HTTP 401: calling not enabled / no permission.
-_CODE_CLASSES: dict[int, type[APIError]] = {
+_CODE_CLASSES: dict[int, type[APIStatusError]] = {
     138000: PermissionDeniedError,
     138006: NoCallPermissionError,
 }
@@ -237,8 +310,9 @@ def error_from_response(
     *,
     method: str,
     path: str,
-) -> APIError:
-    """Map a non-success response to the right :class:`APIError` subclass.
+) -> APIStatusError:
+    """Map a non-success response to the right :class:`APIStatusError` subclass (the table
+    in this module's docstring).
 
     Understands every error body the API is documented to send: ``{"error": "text"}``,
     Meta's ``{"error": {...}}``, 360dialog's ``{"meta": {...}}``, ``{"message": ...}``,
@@ -246,7 +320,7 @@ def error_from_response(
     """
     fields = _parse_error_body(status, headers, body)
     code = fields.get("code")
-    cls: type[APIError]
+    cls: type[APIStatusError]
     if code in _CODE_CLASSES:
         cls = _CODE_CLASSES[code]
     elif code in _RATE_LIMIT_CODES or (
@@ -256,8 +330,8 @@ def error_from_response(
     elif status >= 500:
         cls = ServerError
     else:
-        cls = _STATUS_CLASSES.get(status, APIError)
-    return cls(status=status, body=body, headers=headers, method=method, path=path, **fields)
+        cls = _STATUS_CLASSES.get(status, APIStatusError)
+    return cls(status_code=status, body=body, headers=headers, method=method, path=path, **fields)
 
 
 def _parse_error_body(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:

@@ -1,14 +1,33 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from d360calling import AsyncClient, Client, RetryPolicy
 from d360calling.testing import FakeCallingAPI
 
 from .helpers import API_KEY, running_api
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE. Without it: "ci" when CI is set, else
+# "dev". Both are derandomized (the examples follow from the test's code, so a red run is red
+# again on any machine) and derandomize also means no example database: nothing is written.
+# "explore" is the opt-in hunt: random seeds, many more examples, failures saved in
+# .hypothesis/ and replayed first until fixed.
+_COMMON = settings(
+    deadline=None,  # a loopback round trip on a loaded machine is not a bug
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("ci", _COMMON, derandomize=True, max_examples=150)
+settings.register_profile("dev", _COMMON, derandomize=True, max_examples=150)
+settings.register_profile("explore", _COMMON, derandomize=False, max_examples=2000)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 # Fast, deterministic backoff so retry tests take milliseconds, not seconds.
 FAST_RETRY = RetryPolicy(initial_delay=0.01, max_delay=0.05)

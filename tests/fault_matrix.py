@@ -3,8 +3,12 @@ clients. ``python -m tests.fault_matrix`` prints it as a table; ``tests/test_fau
 runs the same cases as tests.
 
 Each scenario states its outcome per endpoint: success, or a named error, after a given number
-of requests reaching the server, inside a time bound. Whatever the fault, ``connect`` never
-reaches the server twice and never places two calls.
+of requests reaching the server, inside a time bound, and the waits the client asks for between
+attempts. Nothing waits for real: the retry policy's ``sleep`` records the delay it is asked
+for and returns at once. Whatever the fault, ``connect`` never reaches the server twice and
+never places two calls.
+
+``--report`` also writes the table into docs/reliability.md (when every case passes).
 """
 
 from __future__ import annotations
@@ -12,16 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.utils
+import functools
 import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from d360calling import (
     APIConnectionError,
-    APIError,
+    APIStatusError,
     APITimeoutError,
     AsyncClient,
     Client,
@@ -30,19 +38,28 @@ from d360calling import (
     ResponseDecodeError,
     RetryPolicy,
     ServerError,
+    SettingsUpdate,
 )
-from d360calling.models import CallingSettings
 from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
 from .helpers import closed_port
 
+ROOT = Path(__file__).resolve().parent.parent
+RELIABILITY = ROOT / "docs" / "reliability.md"  # where --report writes, here and in tests.soak
 USER = "4915112345678"
 TIMEOUT = 0.25
 RETRIES = 2
 POLICY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_retry_after=5.0)
-KEEPALIVE = 0.2  # the fake closes idle connections after this long
+BACKOFF = (POLICY.initial_delay * (1 - POLICY.jitter), POLICY.max_delay)  # any backoff wait
+# In the idle keep-alive scenario, the fake closes idle connections after this long, and the
+# client waits IDLE_WAIT before its next request; the other scenarios keep the default.
+KEEPALIVE = 0.05
+IDLE_WAIT = KEEPALIVE * 5
 HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 BIG = 5 * 1024 * 1024  # above the client's 4 MiB response limit
+# The endpoints `pytest` runs every scenario against (one of each kind of call: connect, an
+# answer-side action, a read); the others run under `pytest -m slow`.
+FAST_ENDPOINTS = ("connect", "accept", "permissions")
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,7 @@ ENDPOINTS = [
         "/calling/settings",
         True,
         lambda api: "",
-        lambda c, _: c.update_settings(CallingSettings(status="ENABLED")),
+        lambda c, _: c.update_settings(SettingsUpdate.status("ENABLED")),
     ),
 ]
 
@@ -127,8 +144,13 @@ ENDPOINTS = [
 class Expect:
     error: type[D360Error] | None  # None: success
     server_requests: int  # requests that reach the fake (attempts, plus followed redirects)
-    seconds: float  # the whole call finishes within this
+    # The whole call ends within this (the waits it asks for are not slept): a generous bound
+    # for a loaded machine, far below any wait that would be a bug.
+    seconds: float = 2.0
+    # Only where an attempt must time out: a timer never fires early, so a loaded machine
+    # cannot break this bound, only a timeout shorter than asked can.
     min_seconds: float = 0.0
+    waits: tuple[float, float] = BACKOFF  # every wait asked for lies in [low, high] seconds
 
 
 @dataclass(frozen=True)
@@ -147,20 +169,21 @@ class Scenario:
 
 
 def _retried(
-    error: type[D360Error], seconds: float = 2.0, min_seconds: float = 0.0
+    error: type[D360Error], min_seconds: float = 0.0, waits: tuple[float, float] = BACKOFF
 ) -> Callable[[Endpoint], Expect]:
-    """Resendable endpoints succeed on the second attempt; connect fails with ``error`` at once."""
+    """Resendable endpoints succeed on the second attempt, after one wait in ``waits``;
+    connect fails with ``error`` at once."""
 
     def expect(e: Endpoint) -> Expect:
         if e.resendable:
-            return Expect(None, 2, seconds, min_seconds)
-        return Expect(error, 1, seconds)
+            return Expect(None, 2, min_seconds=min_seconds, waits=waits)
+        return Expect(error, 1, min_seconds=min_seconds)
 
     return expect
 
 
-def _once(error: type[D360Error] | None, seconds: float = 2.0) -> Callable[[Endpoint], Expect]:
-    return lambda e: Expect(error, 1, seconds)
+def _once(error: type[D360Error] | None) -> Callable[[Endpoint], Expect]:
+    return lambda e: Expect(error, 1)
 
 
 def _acted(e: Endpoint) -> Expect:
@@ -168,11 +191,15 @@ def _acted(e: Endpoint) -> Expect:
     repeated action is refused, which must surface as 'may have succeeded'; connect is not
     re-sent."""
     repeatable = e.method == "GET" or e.name in ("update settings", "pre_accept")
-    return Expect(None if repeatable else APIConnectionError, 1 if e.name == "connect" else 2, 2.0)
+    return Expect(None if repeatable else APIConnectionError, 1 if e.name == "connect" else 2)
 
 
 def _http_date(seconds_from_now: float) -> str:
     return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+def _just(fault: Fault, endpoint: Endpoint, api: FakeCallingAPI) -> list[Fault]:
+    return [fault]
 
 
 def _status_scenarios() -> list[Scenario]:
@@ -190,7 +217,7 @@ def _status_scenarios() -> list[Scenario]:
                 Scenario(
                     f"{status}, {kind} body",
                     "retried, then ok; connect: ServerError at once",
-                    lambda e, api, f=fault: [f],
+                    functools.partial(_just, fault),
                     _retried(ServerError),
                 )
             )
@@ -202,7 +229,7 @@ SCENARIOS: list[Scenario] = [
         "connection refused",
         "APIConnectionError after 1 + retries attempts, every endpoint (nothing was sent)",
         lambda e, api: [],
-        lambda e: Expect(APIConnectionError, 0, 2.0),
+        lambda e: Expect(APIConnectionError, 0),
         refused=True,
     ),
     Scenario(
@@ -228,7 +255,7 @@ SCENARIOS: list[Scenario] = [
         "slow headers past the timeout",
         "APITimeoutError on the attempt; retried, then ok; connect: APITimeoutError at once",
         lambda e, api: [Fault(delay=TIMEOUT * 3)],
-        _retried(APITimeoutError, seconds=TIMEOUT * 2 + 1.5, min_seconds=TIMEOUT * 0.9),
+        _retried(APITimeoutError, min_seconds=TIMEOUT * 0.9),
     ),
     Scenario(
         "slow body past the timeout",
@@ -239,21 +266,22 @@ SCENARIOS: list[Scenario] = [
             if e.method == "GET" or e.name in ("update settings", "pre_accept")
             else (APITimeoutError if e.name == "connect" else APIConnectionError),
             1 if e.name == "connect" else 2,
-            TIMEOUT * 2 + 1.5,
-            TIMEOUT * 0.9,
+            min_seconds=TIMEOUT * 0.9,
         ),
     ),
     Scenario(
         "429, Retry-After: 1 (seconds)",
-        "waits 1 s, then ok; connect: RateLimitError at once",
+        "asks to wait 1 s, then ok; connect: RateLimitError at once",
         lambda e, api: [Fault.error(130429, status=429, retry_after=1)],
-        lambda e: Expect(None, 2, 3.0, 0.95) if e.resendable else Expect(RateLimitError, 1, 1.0),
+        _retried(RateLimitError, waits=(1.0, 1.0)),
     ),
     Scenario(
         "429, Retry-After as an HTTP date",
-        "waits until the date, then ok; connect: RateLimitError at once",
+        "asks to wait until the date, then ok; connect: RateLimitError at once",
         lambda e, api: [Fault.error(130429, status=429, retry_after=_http_date(2))],
-        lambda e: Expect(None, 2, 4.0, 0.5) if e.resendable else Expect(RateLimitError, 1, 1.0),
+        # The date is 2 s ahead in whole seconds, so the wait left is between 1 and 2 s when
+        # the answer is read (0.5: slack for a slow machine).
+        _retried(RateLimitError, waits=(0.5, 2.0)),
     ),
     Scenario(
         "429, no Retry-After",
@@ -265,7 +293,7 @@ SCENARIOS: list[Scenario] = [
         "429, Retry-After: 86400",
         "RateLimitError at once: a wait above max_retry_after is the caller's decision",
         lambda e, api: [Fault.error(130429, status=429, retry_after=86400)],
-        _once(RateLimitError, 1.0),
+        _once(RateLimitError),
     ),
     Scenario(
         "360dialog 'rate limit' 400",
@@ -308,21 +336,21 @@ SCENARIOS: list[Scenario] = [
         "307 redirect to the same host",
         "followed once, ok; connect places one call",
         lambda e, api: [Fault(status=307, headers={"Location": e.path}, body=b"")],
-        lambda e: Expect(None, 2, 2.0),
+        lambda e: Expect(None, 2),
         redirected=True,
     ),
     Scenario(
         "307 redirect to another host",
-        "not followed: APIError 307; the other host sees nothing",
+        "not followed: APIStatusError 307; the other host sees nothing",
         lambda e, api: [Fault(status=307, body=b"")],  # Location is set per case (other_host)
-        _once(APIError),
+        _once(APIStatusError),
         other_host=True,
     ),
     Scenario(
         "server closed the idle keep-alive connection",
         "ok on a fresh connection",
         lambda e, api: [],
-        lambda e: Expect(None, 1, 2.0),
+        lambda e: Expect(None, 1),
         idle_first=True,
     ),
 ]
@@ -340,7 +368,20 @@ class Result:
     connects_received: int
     calls_placed: int
     other_host_requests: int = 0
+    waits: list[float] = field(default_factory=list)  # the delays the client asked to sleep
     problems: list[str] = field(default_factory=list)
+
+
+class RecordingSleep:
+    """A retry policy's ``sleep`` that records each delay it is asked for and returns at once
+    (after one turn of the loop, as any sleep yields), so no case waits for real."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await asyncio.sleep(0)
 
 
 class _AttemptCounter(logging.Handler):
@@ -353,14 +394,14 @@ class _AttemptCounter(logging.Handler):
             self.attempts += 1
 
 
-def _client_options(base_url: str, api_key: str) -> dict[str, Any]:
+def _client_options(base_url: str, api_key: str, sleep: RecordingSleep) -> dict[str, Any]:
     return {
         "api_key": api_key,
         "base_url": base_url,
         "timeout": TIMEOUT,
         "connect_timeout": TIMEOUT,
         "max_retries": RETRIES,
-        "retry_policy": POLICY,
+        "retry_policy": attrs.evolve(POLICY, sleep=sleep),
     }
 
 
@@ -371,21 +412,22 @@ def _call(
         with Client(**options) as client:
             if idle_first:
                 client.get_settings()
-                time.sleep(KEEPALIVE * 3)
+                time.sleep(IDLE_WAIT)
             return endpoint.call(client, call_id)
 
     async def run() -> Any:
         async with AsyncClient(**options) as client:
             if idle_first:
                 await client.get_settings()
-                await asyncio.sleep(KEEPALIVE * 3)
+                await asyncio.sleep(IDLE_WAIT)
             return await endpoint.call(client, call_id)
 
     return asyncio.run(run())
 
 
 def run_case(scenario: Scenario, endpoint: Endpoint, kind: str) -> Result:
-    with FakeCallingAPI(keepalive_timeout=KEEPALIVE) as api, FakeCallingAPI() as other:
+    fake = FakeCallingAPI(keepalive_timeout=KEEPALIVE) if scenario.idle_first else FakeCallingAPI()
+    with fake as api, FakeCallingAPI() as other:
         call_id = endpoint.setup(api)
         base_url = f"http://127.0.0.1:{closed_port()}" if scenario.refused else api.url
         for fault in scenario.faults(endpoint, api):
@@ -395,16 +437,15 @@ def run_case(scenario: Scenario, endpoint: Endpoint, kind: str) -> Result:
             api.inject(fault, method=endpoint.method, path=endpoint.path)
         before = len(api.requests_to(endpoint.method, endpoint.path))
         calls_before = len(api.calls)
-        counter = _AttemptCounter()
+        counter, sleep = _AttemptCounter(), RecordingSleep()
         logger = logging.getLogger("d360calling")
         logger.addHandler(counter)
         old_level = logger.level
         logger.setLevel(logging.DEBUG)
         started = time.monotonic()
         try:
-            _call(
-                kind, endpoint, _client_options(base_url, api.api_key), call_id, scenario.idle_first
-            )
+            options = _client_options(base_url, api.api_key, sleep)
+            _call(kind, endpoint, options, call_id, scenario.idle_first)
             outcome = "ok"
         except D360Error as exc:
             outcome = type(exc).__name__
@@ -431,6 +472,7 @@ def run_case(scenario: Scenario, endpoint: Endpoint, kind: str) -> Result:
             connects_received=len(api.call_actions("connect")),
             calls_placed=len(api.calls) - calls_before if endpoint.name == "connect" else 0,
             other_host_requests=len(other.requests),
+            waits=list(sleep.asked),
         )
 
 
@@ -462,6 +504,15 @@ def check(scenario: Scenario, endpoint: Endpoint, result: Result) -> list[str]:
         problems.append(
             f"took {result.seconds:.2f} s, expected {expect.min_seconds:g}-{expect.seconds:g} s"
         )
+    retries = max(result.client_attempts - 1, 0)
+    if len(result.waits) != retries:
+        problems.append(f"asked to wait {len(result.waits)} times for {retries} retries")
+    low, high = expect.waits
+    wrong = [w for w in result.waits if not low <= w <= high]
+    if wrong:
+        problems.append(
+            f"asked to wait {', '.join(f'{w:g}' for w in wrong)} s, expected {low:g}-{high:g} s"
+        )
     if endpoint.name == "connect" and scenario.redirected and result.calls_placed != 1:
         problems.append(f"{result.calls_placed} calls placed after the redirect, expected 1")
     if result.connects_received > (2 if scenario.redirected else 1):
@@ -490,6 +541,23 @@ def cases() -> list[tuple[Scenario, Endpoint, str]]:
     ]
 
 
+def update_report(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, found, rest = path.read_text().partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        raise SystemExit(f"{path} has no {start} ... {end} markers")
+    path.write_text(f"{head}{start}\n{text}{end}{tail}")
+
+
+def _waits(waits: Sequence[float]) -> str:
+    if not waits:
+        return "none"
+    low, high = min(waits), max(waits)
+    return f"{low:.2g} s" if low == high else f"{low:.2g}-{high:.2g} s"
+
+
 def _label(endpoint: Endpoint, full: bool) -> str:
     return endpoint.name if full or endpoint.name == "connect" else "others"
 
@@ -499,7 +567,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tests.fault_matrix", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--full", action="store_true", help="name every endpoint's outcome")
-    parser.add_argument("--update-readme", action="store_true", help="copy the table into README")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="?",
+        const=RELIABILITY,
+        metavar="PATH",
+        help=f"if every case passes, write the table into PATH ({RELIABILITY.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     rows: dict[str, list[tuple[Endpoint, Result]]] = {}
     failures = 0
@@ -509,8 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         failures += bool(result.problems)
         rows.setdefault(scenario.name, []).append((endpoint, result))
     lines = [
-        "| scenario | expected | observed | requests to server | time | cases passed |",
-        "|---|---|---|---|---:|---:|",
+        "| scenario | expected | observed | requests to server | waits asked | time "
+        "| cases passed |",
+        "|---|---|---|---|---|---:|---:|",
     ]
     for scenario in SCENARIOS:
         results = rows.get(scenario.name, [])
@@ -520,16 +596,14 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(r.seconds for _, r in results)
         lines.append(
             f"| {scenario.name} | {scenario.expected} | {'; '.join(observed)} | "
-            f"{'/'.join(map(str, requests))} | ≤ {worst:.2f} s | {passed}/{len(results)} |"
+            f"{'/'.join(map(str, requests))} | {_waits([w for _, r in results for w in r.waits])} "
+            f"| ≤ {worst:.2f} s | {passed}/{len(results)} |"
         )
     table = "\n".join(lines) + "\n"
     print(table, end="")
-    if args.update_readme and not failures:
-        readme = Path(__file__).resolve().parent.parent / "README.md"
-        start, end = "<!-- fault-matrix:start -->", "<!-- fault-matrix:end -->"
-        head, _, rest = readme.read_text().partition(start)
-        _, _, tail = rest.partition(end)
-        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+    if args.report and not failures:
+        update_report(args.report, "fault-matrix", table)
+        print(f"wrote {args.report}", file=sys.stderr)
     for name, results in rows.items():
         for endpoint, r in results:
             for problem in r.problems:

@@ -14,8 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from d360calling.testing import FakeCallingAPI
-from d360calling.testing._server import serve
+from d360calling.testing import FakeCallingAPI, serve
 
 API_KEY = "test-key-0123456789"
 USER = "4915112345678"  # a WhatsApp user who has granted call permission in every test
@@ -72,7 +71,7 @@ class WebhookSink:
     @property
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         """(kind, item) of every call, status and message received, in order."""
-        out = []
+        out: list[tuple[str, dict[str, Any]]] = []
         for _, body in self.received:
             value = json.loads(body)["entry"][0]["changes"][0]["value"]
             for kind in ("calls", "statuses", "messages"):

@@ -4,16 +4,20 @@
 20,000 through one ``Client`` shared by 16 threads, against the fake API in its own process,
 which strikes 10% of the requests it receives with a fault picked at random (resets before and
 after acting, mid-body resets, slow headers and bodies, 429s, 5xx with JSON, HTML and empty
-bodies, truncated, non-JSON and oversized answers). ``--short`` (2,000 each) is what CI runs.
+bodies, truncated, non-JSON and oversized answers). ``--short`` (2,000 each) is what
+``pytest -m slow`` runs.
 
 Afterwards it audits each run and exits 1 if any check fails:
 
 - every request ended exactly once, as a success or a typed ``D360Error``, inside its time bound;
 - the server's records agree: each success took effect there exactly as reported, ``connect``
   never reached it twice, and it received exactly the attempts the client logged as sent;
-- never more sockets than the pool holds and none after ``close()``, no pending tasks, no
+- never more connections than the pool holds (the aiohttp connector's own count, sampled on the
+  client's loop: see ``pooled``) and none still open after ``close()``, no pending tasks, no
   threads left after ``close()``, no unclosed-resource warnings, and RSS growth after warm-up
   within 2 MiB + 400 bytes per request.
+
+``--report`` writes the tables into docs/reliability.md (when every check passes).
 """
 
 from __future__ import annotations
@@ -40,9 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import d360calling
-from d360calling import AsyncClient, Client, D360Error, RetryPolicy
+from d360calling import AsyncClient, Client, D360Error, RetryPolicy, SettingsUpdate
 from d360calling._portal import PORTAL
-from d360calling.models import CallingSettings
 from d360calling.testing import (
     DEFAULT_API_KEY,
     FakeCallingAPI,
@@ -50,6 +53,8 @@ from d360calling.testing import (
     sample_answer,
     sample_offer,
 )
+
+from .fault_matrix import RELIABILITY, ROOT, update_report
 
 FULL_REQUESTS = 20_000
 SHORT_REQUESTS = 2_000
@@ -306,7 +311,7 @@ def _request(client: Any, job: Job) -> Any:
         return client.get_call_permissions(target)
     if job.kind == "get_settings":
         return client.get_settings()
-    return client.update_settings(CallingSettings(status="ENABLED"))
+    return client.update_settings(SettingsUpdate.status("ENABLED"))
 
 
 def _record(run: Run, job: Job, result: Any, error: BaseException | None, took: float) -> None:
@@ -339,49 +344,55 @@ def _rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def _sockets_to(port: int) -> int | None:
-    """This process's TCP sockets connected to ``port`` on loopback (None: cannot tell here)."""
-    try:
-        mine = set()
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                link = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue  # closed meanwhile
-            if link.startswith("socket:["):
-                mine.add(link[8:-1])
-        count = 0
-        for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-            with open(table) as lines:
-                next(lines)
-                for line in lines:
-                    fields = line.split()
-                    if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in mine:
-                        count += 1
-        return count
-    except OSError:
-        return None
+def pooled(client: AsyncClient) -> list[Any]:
+    """The connections ``client``'s aiohttp pool holds: in use (or being opened) and idle.
+
+    This is the pool's own bookkeeping, not the OS's: /proc still lists a socket that was
+    aborted this loop tick, so a full pool of 100 once read as 102. It reads private state of
+    our transport (``_session``) and of aiohttp's ``BaseConnector`` (``_acquired``: handed
+    out, placeholders for ones being opened included; ``_conns``: idle ones per host, as
+    ``(protocol, released_at)``; aiohttp 3.10-3.14). The connector is not thread-safe: call
+    this on the client's own loop.
+    """
+    session = client._transport._session
+    connector = None if session is None else session.connector
+    if connector is None:
+        return []
+    idle = [protocol for conns in connector._conns.values() for protocol, _ in conns]
+    return [*connector._acquired, *idle]
 
 
-class SocketSampler:
-    """Samples the client's sockets to the fake from a thread while a run goes on."""
+def _still_connected(protocols: list[Any]) -> int:
+    """How many of ``protocols`` (from :func:`pooled`) still have an open transport."""
+    return sum(bool(getattr(p, "is_connected", lambda: False)()) for p in protocols)
 
-    def __init__(self, port: int, every: float = 0.02) -> None:
-        self.port, self.every, self.peak = port, every, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="soak-sampler", daemon=True)
 
-    def __enter__(self) -> SocketSampler:
-        self._thread.start()
-        return self
+class PoolSampler:
+    """Samples the size of a client's pool every ``every`` seconds, on the client's loop."""
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def __init__(self, client: AsyncClient, every: float = 0.02) -> None:
+        self.client, self.every, self.peak = client, every, 0
+        self._handle: asyncio.TimerHandle | None = None
 
-    def _sample(self) -> None:
-        while not self._stop.wait(self.every):
-            self.peak = max(self.peak, _sockets_to(self.port) or 0)
+    def start(self) -> None:
+        """Call on the client's loop."""
+        self._tick()
+
+    def stop(self) -> None:
+        """Call on the client's loop; takes a last sample."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.peak = max(self.peak, len(pooled(self.client)))
+
+    def _tick(self) -> None:
+        self.peak = max(self.peak, len(pooled(self.client)))
+        self._handle = asyncio.get_running_loop().call_later(self.every, self._tick)
+
+
+async def _on_loop(client: AsyncClient, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on the sync Client's loop (``Client._run`` passes its AsyncClient first)."""
+    return fn()
 
 
 class AttemptCounter(logging.Handler):
@@ -395,7 +406,7 @@ class AttemptCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if hasattr(record, "d360_attempt"):
             self.count += 1
-            self.unsent += not record.d360_sent
+            self.unsent += not getattr(record, "d360_sent", True)
 
 
 class ErrorCounter(logging.Handler):
@@ -412,9 +423,11 @@ class ErrorCounter(logging.Handler):
 # -- the two runs ----------------------------------------------------------------------
 
 
-async def _async_run(run: Run, url: str, port: int, concurrency: int) -> None:
+async def _async_run(run: Run, url: str, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     client = AsyncClient(base_url=url, **CLIENT_OPTIONS)
+    sampler = PoolSampler(client)
+    sampler.start()
 
     async def worker(jobs: Iterator[Job]) -> None:
         for job in jobs:
@@ -437,16 +450,20 @@ async def _async_run(run: Run, url: str, port: int, concurrency: int) -> None:
     await send(run.jobs[warm:])
     run.seconds = time.perf_counter() - started
     run.rss_end = _rss()
-    run.idle_sockets = _sockets_to(port)
+    sampler.stop()
+    run.peak_sockets = sampler.peak
+    connections = pooled(client)
+    run.idle_sockets = len(connections)
     await client.aclose()
-    await asyncio.sleep(0)  # transports finish closing on the next loop iteration
-    run.sockets_after_close = _sockets_to(port)
+    run.sockets_after_close = len(pooled(client)) + _still_connected(connections)
     run.pending_tasks = len(asyncio.all_tasks() - {asyncio.current_task()})
 
 
-def _sync_run(run: Run, url: str, port: int, threads: int) -> None:
+def _sync_run(run: Run, url: str, threads: int) -> None:
     client = Client(base_url=url, **CLIENT_OPTIONS)
     lock = threading.Lock()
+    sampler = PoolSampler(client._async)
+    client._run(_on_loop, sampler.start)  # the pool lives on the Client's own loop
 
     def worker(jobs: Iterator[Job]) -> None:
         while True:
@@ -477,10 +494,13 @@ def _sync_run(run: Run, url: str, port: int, threads: int) -> None:
     send(run.jobs[warm:])
     run.seconds = time.perf_counter() - started
     run.rss_end = _rss()
-    run.idle_sockets = _sockets_to(port)
+    client._run(_on_loop, sampler.stop)
+    run.peak_sockets = sampler.peak
+    connections: list[Any] = client._run(_on_loop, lambda: pooled(client._async))
+    run.idle_sockets = len(connections)
     run.pending_tasks = _portal_tasks()
-    client.close()
-    run.sockets_after_close = _sockets_to(port)
+    client.close()  # its loop has stopped: the transports' state can be read from here
+    run.sockets_after_close = len(pooled(client._async)) + _still_connected(connections)
 
 
 def _portal_tasks() -> int:
@@ -525,11 +545,10 @@ def soak(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with SocketSampler(fake.port) as sampler:
-                if kind == "async":
-                    asyncio.run(_async_run(run, fake.url, fake.port, concurrency))
-                else:
-                    _sync_run(run, fake.url, fake.port, threads)
+            if kind == "async":
+                asyncio.run(_async_run(run, fake.url, concurrency))
+            else:
+                _sync_run(run, fake.url, threads)
             gc.collect()  # anything left unclosed warns when it is collected
         run.warnings = [str(w.message) for w in caught] + asyncio_errors.messages
     finally:
@@ -539,7 +558,6 @@ def soak(
         library_log.propagate = saved[1]
         wire_log.setLevel(saved[2])
     run.attempts, run.unsent = attempts.count, attempts.unsent
-    run.peak_sockets = sampler.peak
     run.extra_threads = sorted(t.name for t in set(threading.enumerate()) - threads_before)
     run.server = fake.finish()
     run.problems = audit(run)
@@ -763,7 +781,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="requests through each client")
     parser.add_argument("--seed", type=int, default=360)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--update-readme", action="store_true", help="copy the tables into README")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="?",
+        const=RELIABILITY,
+        metavar="PATH",
+        help=f"if every check passes, write the tables into PATH ({RELIABILITY.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     requests = args.requests or (SHORT_REQUESTS if args.short else FULL_REQUESTS)
     runs = [soak("async", requests, args.seed), soak("sync", requests, args.seed + 1)]
@@ -776,14 +801,10 @@ def main(argv: list[str] | None = None) -> int:
     for run in failed:
         for text in run.problems:
             print(f"FAILED {run.name}: {text}")
-    if args.update_readme and not failed:
-        readme = Path(__file__).resolve().parent.parent / "README.md"
-        start, end = "<!-- soak:start -->", "<!-- soak:end -->"
-        head, _, rest = readme.read_text().partition(start)
-        _, _, tail = rest.partition(end)
+    if args.report and not failed:
         command = "python -m tests.soak" + (f" --requests {requests}" if args.requests else "")
-        block = f"`{command}` on {_machine()}:\n\n{report}"
-        readme.write_text(f"{head}{start}\n{block}{end}{tail}")
+        update_report(args.report, "soak", f"`{command}` on {_machine()}:\n\n{report}")
+        print(f"wrote {args.report}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_quick_benchmark_runs_every_client_and_writes_its_reports(tmp_path: Path) -> None:
     from benchmarks.__main__ import MATRIX, QUICK_CONCURRENCY
@@ -53,3 +54,32 @@ def test_quick_benchmark_runs_every_client_and_writes_its_reports(tmp_path: Path
     assert "| AsyncClient | 64 |" in table
     assert table in done.stdout
     assert (tmp_path / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_gets_the_tables_and_a_link_to_the_chart_between_its_markers(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.__main__ import update_report
+
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.parent.mkdir()
+    doc.write_text("# B\n<!-- benchmarks:start -->\nold\n<!-- benchmarks:end -->\nwhy\n")
+    update_report(doc, "| client |\n", tmp_path / "results" / "latest.png")
+    assert doc.read_text() == (
+        "# B\n<!-- benchmarks:start -->\n"
+        "![client CPU per request and requests/s by client and concurrency]"
+        "(../results/latest.png)\n\n| client |\n<!-- benchmarks:end -->\nwhy\n"
+    )
+    unmarked = tmp_path / "other.md"
+    unmarked.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="no <!-- benchmarks:start -->"):
+        update_report(unmarked, "x", doc)
+    assert unmarked.read_text() == "no markers\n"
+
+
+def test_a_quick_run_refuses_to_write_a_report() -> None:
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--quick", "--report", "docs/benchmarks.md"])
+    assert exited.value.code == 2

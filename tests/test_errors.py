@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Mapping
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -12,6 +13,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from d360calling import AsyncClient
 from d360calling.errors import (
     APIError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
@@ -47,7 +49,7 @@ def headers(**values: str) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict({k.replace("_", "-"): v for k, v in values.items()}))
 
 
-def mapped(status: int, body: bytes | dict[str, object], **hdrs: str) -> APIError:
+def mapped(status: int, body: bytes | Mapping[str, object], **hdrs: str) -> APIStatusError:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return error_from_response(status, headers(**hdrs), raw, method="POST", path="/calling/calls")
 
@@ -61,7 +63,7 @@ def mapped(status: int, body: bytes | dict[str, object], **hdrs: str) -> APIErro
         (404, {"error": "not found"}, NotFoundError, "not found"),
         (429, {"error": "too many"}, RateLimitError, "too many"),
         (500, {"error": "internal error"}, ServerError, "internal error"),
-        (409, {"message": "webhook exists"}, APIError, "webhook exists"),
+        (409, {"message": "webhook exists"}, APIStatusError, "webhook exists"),
         (
             400,
             {"error": "You have exceeded the endpoint rate limit."},
@@ -100,7 +102,7 @@ def test_documented_bodies_map_to_their_class(
 ) -> None:
     error = mapped(status, body)
     assert type(error) is cls
-    assert error.status == status
+    assert error.status_code == status
     assert in_message in str(error)
     assert str(status) in str(error)
     assert "/calling/calls" in str(error)
@@ -162,7 +164,7 @@ def test_empty_body(status: int) -> None:
 def test_plain_text_and_odd_json_bodies() -> None:
     assert "upstream timed out" in str(mapped(504, b"upstream timed out"))
     assert "[1, 2]" in str(mapped(400, b"[1, 2]"))
-    assert type(mapped(418, {"error": "teapot"})) is APIError
+    assert type(mapped(418, {"error": "teapot"})) is APIStatusError
 
 
 def test_long_bodies_are_cut_in_the_message() -> None:
@@ -182,7 +184,7 @@ def test_errors_survive_pickling() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(error) is RateLimitError
     assert type(copy) is RateLimitError
-    assert (copy.status, copy.code, copy.retry_after) == (429, 100, 3.0)
+    assert (copy.status_code, copy.code, copy.retry_after) == (429, 100, 3.0)
     assert copy.details == "Fingerprint algo is not SHA256"
     assert copy.request_id == "r-1"
     assert str(copy) == str(error)
@@ -192,7 +194,7 @@ def test_errors_survive_pickling() -> None:
     assert copy_timeout.request_may_have_been_sent
     assert str(copy_timeout) == str(timeout)
     decode_error = ResponseDecodeError(
-        "bad", status=200, body=b"x", headers=headers(), method="GET", path="/"
+        "bad", status_code=200, body=b"x", headers=headers(), method="GET", path="/"
     )
     assert pickle.loads(pickle.dumps(decode_error)).body == b"x"
 
@@ -223,11 +225,49 @@ def test_redirect_status_says_where_it_was_going() -> None:
 )
 @pytest.mark.asyncio
 async def test_error_bodies_from_a_real_server(
-    api: FakeCallingAPI, reply: Fault, cls: type[APIError], in_message: str
+    api: FakeCallingAPI, reply: Fault, cls: type[APIStatusError], in_message: str
 ) -> None:
     api.inject(reply, method="POST", path="/calling/calls")
     async with AsyncClient(api_key=API_KEY, base_url=api.url, max_retries=0) as client:
         with pytest.raises(cls) as info:
             await client.connect_call("4915112345678", "v=0\r\n")
     assert in_message in str(info.value)
-    assert info.value.status == reply.status
+    assert info.value.status_code == reply.status
+
+
+def test_every_failure_talking_to_the_api_is_an_api_error() -> None:
+    """As in the Stainless SDKs: ``except APIError`` catches status errors, no response at
+    all, and answers that are not what the API promises; misuse of the client is separate."""
+    from d360calling import (
+        APIConnectionError,
+        APITimeoutError,
+        ClientClosedError,
+        ClientMisuseError,
+        D360Error,
+        InvalidRequestError,
+        RateLimitError,
+        ResponseDecodeError,
+        UnsuccessfulResponseError,
+    )
+
+    api_errors: tuple[type[D360Error], ...] = (
+        APIConnectionError,
+        APITimeoutError,
+        ResponseDecodeError,
+        UnsuccessfulResponseError,
+        APIStatusError,
+        RateLimitError,
+    )
+    for cls in api_errors:
+        assert issubclass(cls, APIError), cls
+    assert issubclass(RateLimitError, APIStatusError)
+    assert not issubclass(APIConnectionError, APIStatusError)
+    misuse: tuple[type[D360Error], ...] = (
+        InvalidRequestError,
+        ClientMisuseError,
+        ClientClosedError,
+    )
+    for cls in misuse:
+        assert not issubclass(cls, APIError), cls
+    assert issubclass(ClientClosedError, ClientMisuseError)
+    assert issubclass(ClientMisuseError, RuntimeError)

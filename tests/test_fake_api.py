@@ -19,12 +19,12 @@ from d360calling import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
-    CallingSettings,
     NoCallPermissionError,
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    SettingsUpdate,
 )
 from d360calling.models import CallHoursSettings
 from d360calling.testing import (
@@ -93,17 +93,32 @@ CALL = {"messaging_product": "whatsapp", "call_id": "wacid.X"}
     ("body", "fragment"),
     [
         (b"{not json", "not valid JSON"),
-        ([1, 2], "JSON object"),
-        ({"action": "terminate", "call_id": "wacid.X"}, "messaging_product"),
-        ({**CALL, "action": "hold"}, "action must be one of"),
-        ({**CALL, "action": "reject", "session": {"sdp_type": "answer", "sdp": "v=0"}}, "not take"),
-        ({**CALL, "action": "accept"}, "accept needs session"),
-        ({**CALL, "action": "pre_accept", "session": {"sdp_type": "offer", "sdp": "v"}}, "answer"),
-        ({**CALL, "action": "terminate", "call_id": "call-1"}, "wacid."),
-        ({**CALL, "action": "accept", "session": {"sdp": "v=0"}}, "sdp_type and sdp"),
+        ([1, 2], "body: must be a JSON object; got [1, 2]"),
+        ({"action": "terminate", "call_id": "wacid.X"}, "messaging_product: is required"),
+        ({**CALL, "action": "hold"}, 'action: must be one of "connect", "pre_accept"'),
+        (
+            {**CALL, "action": "reject", "session": {"sdp_type": "answer", "sdp": "v=0"}},
+            "session: not taken by reject",
+        ),
+        ({**CALL, "action": "accept"}, "session: needed by accept"),
+        (
+            {**CALL, "action": "pre_accept", "session": {"sdp_type": "offer", "sdp": "v"}},
+            'session.sdp_type: must be "answer"; got "offer"',
+        ),
+        ({**CALL, "action": "terminate", "call_id": "call-1"}, "call_id: must start with 'wacid.'"),
+        ({**CALL, "action": "accept", "session": {"sdp": "v=0"}}, "session.sdp_type: is required"),
+        ({**CALL, "action": "terminate", "call_id": 7}, "call_id: must be a string; got 7"),
         (
             {"messaging_product": "whatsapp", "action": "connect", "to": USER},
-            "connect needs session",
+            "session: needed by connect",
+        ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "action": "connect",
+                "session": {"sdp_type": "offer", "sdp": sample_offer()},
+            },
+            "to: needed by connect (or 'recipient')",
         ),
         (
             {
@@ -113,7 +128,7 @@ CALL = {"messaging_product": "whatsapp", "call_id": "wacid.X"}
                 "session": {"sdp_type": "offer", "sdp": sample_offer()},
                 "biz_opaque_callback_data": "x" * 513,
             },
-            "512",
+            "biz_opaque_callback_data: is longer than 512 characters",
         ),
     ],
 )
@@ -164,7 +179,7 @@ async def test_sdps_are_checked(
 
 @pytest.mark.asyncio
 async def test_sdes_numbers_need_no_fingerprint(fake: FakeCallingAPI, client: AsyncClient) -> None:
-    await client.update_settings(CallingSettings(srtp_key_exchange_protocol="SDES"))
+    await client.update_settings(SettingsUpdate.srtp_key_exchange_protocol("SDES"))
     call = fake.user_calls(OTHER)
     no_fingerprint = "".join(
         line + "\r\n" for line in sample_answer().splitlines() if "fingerprint" not in line
@@ -279,7 +294,7 @@ async def test_user_side_failures_and_hangups(fake: FakeCallingAPI, client: Asyn
 async def test_connect_needs_permission(fake: FakeCallingAPI, client: AsyncClient) -> None:
     with pytest.raises(NoCallPermissionError) as info:
         await client.connect_call(OTHER, sample_offer())
-    assert (info.value.status, info.value.code) == (401, 138006)
+    assert (info.value.status_code, info.value.code) == (401, 138006)
     assert fake.calls == {}
 
 
@@ -392,7 +407,7 @@ async def test_permission_requests_count_against_their_limits() -> None:
 async def test_calling_in_grants_callback_permission(
     fake: FakeCallingAPI, client: AsyncClient
 ) -> None:
-    await client.update_settings(CallingSettings(callback_permission_status="ENABLED"))
+    await client.update_settings(SettingsUpdate.callback_permission_status("ENABLED"))
     call = fake.user_calls(OTHER)
     message = fake.webhooks[-1].value["messages"][0]
     assert message["context"]["id"] == call.id
@@ -434,8 +449,8 @@ async def test_settings_persist_and_call_hours_replace_the_holidays(
     assert stored is not None
     assert len(stored.holiday_schedule or ()) == 1
     await client.update_settings(
-        CallingSettings(
-            call_hours=CallHoursSettings(
+        SettingsUpdate.call_hours(
+            CallHoursSettings(
                 status="ENABLED",
                 timezone_id="Europe/Berlin",
                 weekly_operating_hours=stored.weekly_operating_hours,
@@ -448,12 +463,18 @@ async def test_settings_persist_and_call_hours_replace_the_holidays(
 @pytest.mark.parametrize(
     ("calling", "fragment"),
     [
-        ({"status": "ENABLED", "srtp_key_exchange_protocol": "DTLS"}, "one feature"),
-        ({}, "one feature"),
-        ({"restrictions": {}}, "read-only"),
-        ({"status": "ON"}, "status must be one of"),
-        ({"call_hours": {"status": "ENABLED", "timezone_id": "Berlin"}}, "time zone"),
-        ({"call_hours": {"status": "ENABLED", "timezone_id": "Europe/Berlin"}}, "non-empty"),
+        ({"status": "ENABLED", "srtp_key_exchange_protocol": "DTLS"}, "calling: only one feature"),
+        ({}, "calling: only one feature"),
+        ({"restrictions": {}}, "calling.restrictions: unknown or read-only"),
+        ({"status": "ON"}, 'calling.status: must be one of "ENABLED", "DISABLED"; got "ON"'),
+        (
+            {"call_hours": {"status": "ENABLED", "timezone_id": "Berlin"}},
+            "calling.call_hours.timezone_id: is not a time zone",
+        ),
+        (
+            {"call_hours": {"status": "ENABLED", "timezone_id": "Europe/Berlin"}},
+            "calling.call_hours.weekly_operating_hours: needed when call_hours is ENABLED",
+        ),
         (
             {
                 "call_hours": {
@@ -465,7 +486,7 @@ async def test_settings_persist_and_call_hours_replace_the_holidays(
                     ],
                 }
             },
-            "overlap",
+            "weekly_operating_hours: operating hours overlap on MONDAY",
         ),
         (
             {
@@ -492,10 +513,16 @@ async def test_settings_persist_and_call_hours_replace_the_holidays(
                     ],
                 }
             },
-            "in the past",
+            "holiday_schedule: holiday date 2001-01-01 is in the past",
         ),
-        ({"sip": {"status": "ENABLED", "servers": [{"port": 5061}]}}, "hostname"),
-        ({"audio": {"additional_codecs": ["G729"]}}, "PCMA and PCMU"),
+        (
+            {"sip": {"status": "ENABLED", "servers": [{"port": 5061}]}},
+            "calling.sip.servers[0].hostname: is required",
+        ),
+        (
+            {"audio": {"additional_codecs": ["G729"]}},
+            'calling.audio.additional_codecs[0]: must be one of "PCMA", "PCMU"; got "G729"',
+        ),
     ],
 )
 @pytest.mark.asyncio
@@ -517,6 +544,7 @@ async def test_sip_and_disabled_calling_turn_off_the_graph_endpoints(
     assert (await raw(fake, "POST", "/calling/settings", {"calling": {"sip": sip}}))[0] == 200
     hidden = (await client.get_settings()).calling.sip
     assert hidden is not None
+    assert hidden.servers is not None
     assert hidden.servers[0].sip_user_password is None
     assert hidden.servers[0].port == 5061
     _, shown = await raw(fake, "GET", "/calling/settings?include_sip_credentials=true")
@@ -525,7 +553,7 @@ async def test_sip_and_disabled_calling_turn_off_the_graph_endpoints(
         await client.connect_call(USER, sample_offer())
     assert info.value.code == 131055
     await raw(fake, "POST", "/calling/settings", {"calling": {"sip": {"status": "DISABLED"}}})
-    await client.update_settings(CallingSettings(status="DISABLED"))
+    await client.update_settings(SettingsUpdate.status("DISABLED"))
     with pytest.raises(PermissionDeniedError) as denied:
         await client.connect_call(USER, sample_offer())
     assert denied.value.code == 138000

@@ -4,32 +4,36 @@ what the API may vary, and encoding exactly what the user set."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cattrs
 import pytest
 
+from d360calling import InvalidRequestError
 from d360calling._converter import decode, decode_errors, encode
 from d360calling.models import (
+    AcceptCallRequest,
     AudioCodec,
-    CallAction,
-    CallActionRequest,
     CallActionResponse,
     CallHoursSettings,
     CallingSettings,
     CallPermissions,
+    ConnectCallRequest,
     DayOfWeek,
     FeatureStatus,
     HolidaySchedule,
     PermissionAction,
     PermissionStatus,
-    SdpType,
+    PreAcceptCallRequest,
+    RejectCallRequest,
     Settings,
+    SettingsUpdate,
     SipServer,
     SipSettings,
     SrtpKeyExchangeProtocol,
-    UpdateSettingsRequest,
+    TerminateCallRequest,
     UpdateSettingsResponse,
     WeeklyOperatingHours,
 )
@@ -264,39 +268,104 @@ SDP = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
 @pytest.mark.parametrize(
-    ("action", "sdp_type"),
+    ("request_", "wire"),
     [
-        (CallAction.CONNECT, SdpType.OFFER),
-        (CallAction.PRE_ACCEPT, SdpType.ANSWER),
-        (CallAction.ACCEPT, SdpType.ANSWER),
+        (
+            ConnectCallRequest(to="4915112345678", sdp=SDP, biz_opaque_callback_data="x"),
+            {
+                "messaging_product": "whatsapp",
+                "action": "connect",
+                "to": "4915112345678",
+                "session": {"sdp_type": "offer", "sdp": SDP},
+                "biz_opaque_callback_data": "x",
+            },
+        ),
+        (
+            PreAcceptCallRequest(call_id="wacid.1", sdp=SDP),
+            {
+                "messaging_product": "whatsapp",
+                "action": "pre_accept",
+                "call_id": "wacid.1",
+                "session": {"sdp_type": "answer", "sdp": SDP},
+            },
+        ),
+        (
+            AcceptCallRequest(call_id="wacid.1", sdp=SDP),
+            {
+                "messaging_product": "whatsapp",
+                "action": "accept",
+                "call_id": "wacid.1",
+                "session": {"sdp_type": "answer", "sdp": SDP},
+            },
+        ),
+        (
+            RejectCallRequest(call_id="wacid.1"),
+            {"messaging_product": "whatsapp", "action": "reject", "call_id": "wacid.1"},
+        ),
+        (
+            TerminateCallRequest(call_id="wacid.1"),
+            {"messaging_product": "whatsapp", "action": "terminate", "call_id": "wacid.1"},
+        ),
+    ],
+    ids=lambda v: getattr(v, "action", "wire"),
+)
+def test_each_call_action_has_its_wire_form(request_: object, wire: dict[str, object]) -> None:
+    """The action and the session's sdp_type follow from the class; unset fields are left out."""
+    assert encode(request_) == wire
+    assert json.dumps(encode(request_))  # plain JSON types only
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: ConnectCallRequest(to="012345", sdp=SDP), "international format"),
+        (lambda: ConnectCallRequest(to="4915112345678", sdp="hello"), "v=0"),
+        (lambda: ConnectCallRequest(to="4915112345678", sdp=b"v=0"), "must be a str"),  # type: ignore[arg-type]
+        (
+            lambda: AcceptCallRequest(
+                call_id="wacid.1", sdp=SDP, biz_opaque_callback_data="x" * 513
+            ),
+            "at most 512",
+        ),
+        (
+            lambda: AcceptCallRequest(call_id="wacid.1", sdp=SDP, biz_opaque_callback_data=5),  # type: ignore[arg-type]
+            "must be a str",
+        ),
+        (lambda: PreAcceptCallRequest(call_id="", sdp=SDP), "non-empty"),
+        (lambda: RejectCallRequest(call_id="wacid 1"), "whitespace"),
+        (lambda: TerminateCallRequest(call_id=None), "non-empty"),  # type: ignore[arg-type]
     ],
 )
-def test_sdp_type_follows_the_action(action: CallAction, sdp_type: SdpType) -> None:
-    wire = encode(CallActionRequest(action=action, call_id="wacid.1", sdp=SDP))
-    assert wire["session"] == {"sdp_type": sdp_type.value, "sdp": SDP}
-    assert wire["action"] == action.value
-    assert wire["messaging_product"] == "whatsapp"
+def test_invalid_call_actions_cannot_be_made(make: Callable[[], object], match: str) -> None:
+    with pytest.raises(InvalidRequestError, match=match):
+        make()
 
 
-def test_encoding_omits_what_was_not_set() -> None:
-    assert encode(CallActionRequest(action="terminate", call_id="wacid.1")) == {
-        "messaging_product": "whatsapp",
-        "action": "terminate",
-        "call_id": "wacid.1",
+def test_call_actions_carry_only_their_own_fields() -> None:
+    with pytest.raises(TypeError):
+        TerminateCallRequest(call_id="wacid.1", sdp=SDP)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        RejectCallRequest(call_id="wacid.1", biz_opaque_callback_data="x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        ConnectCallRequest(to="4915112345678", call_id="wacid.1", sdp=SDP)  # type: ignore[call-arg]
+    assert "ice-pwd" not in repr(AcceptCallRequest(call_id="wacid.1", sdp=SDP + "a=ice-pwd:x\r\n"))
+
+
+def test_a_settings_update_is_one_feature() -> None:
+    assert encode(SettingsUpdate.status("ENABLED")) == {"calling": {"status": "ENABLED"}}
+    assert encode(SettingsUpdate.srtp_key_exchange_protocol(SrtpKeyExchangeProtocol.SDES)) == {
+        "calling": {"srtp_key_exchange_protocol": "SDES"}
     }
-    assert encode(UpdateSettingsRequest(calling=CallingSettings(status="ENABLED"))) == {
-        "calling": {"status": "ENABLED"}
-    }
+    with pytest.raises(InvalidRequestError, match="cannot be updated"):
+        SettingsUpdate("restrictions", "x")
+    with pytest.raises(InvalidRequestError, match="must be CallHoursSettings"):
+        SettingsUpdate.call_hours("ENABLED")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="must be FeatureStatus or str"):
+        SettingsUpdate.status(False)  # type: ignore[arg-type]
 
 
 def test_settings_encode_enums_as_values_and_keep_empty_lists() -> None:
-    wire = encode(
-        UpdateSettingsRequest(
-            calling=CallingSettings(
-                sip=SipSettings(status=FeatureStatus.ENABLED, servers=()),
-            )
-        )
-    )
+    wire = encode(SettingsUpdate.sip(SipSettings(status=FeatureStatus.ENABLED, servers=())))
     assert wire == {"calling": {"sip": {"status": "ENABLED", "servers": []}}}
     assert json.dumps(wire)  # plain JSON types only
 

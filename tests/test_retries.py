@@ -17,10 +17,10 @@ from d360calling import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
-    CallingSettings,
     RateLimitError,
     RetryPolicy,
     ServerError,
+    SettingsUpdate,
 )
 from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
 
@@ -58,7 +58,7 @@ ENDPOINTS: dict[str, tuple[str, str, Endpoint]] = {
     "update_settings": (
         "POST",
         "/calling/settings",
-        lambda c, api: c.update_settings(CallingSettings(status="ENABLED")),
+        lambda c, api: c.update_settings(SettingsUpdate.status("ENABLED")),
     ),
     "accept_call": (
         "POST",
@@ -101,7 +101,7 @@ async def test_resendable_calls_give_up_after_max_retries(
     api.inject(*[TRANSIENT[failure]] * 4, method="POST", path="/calling/settings")
     async with fast_client(api, max_retries=2) as client:
         with pytest.raises((APIConnectionError, RateLimitError, ServerError)):
-            await client.update_settings(CallingSettings(status="ENABLED"))
+            await client.update_settings(SettingsUpdate.status("ENABLED"))
     assert len(api.requests) == 3
 
 

@@ -1,5 +1,5 @@
-"""The pure retry decisions: backoff shape and jitter, Retry-After parsing, and which errors
-each kind of call retries."""
+"""The pure retry decisions: backoff shape and jitter, Retry-After parsing, and the retry
+table - every rule of decide() is one row of one table test."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import random
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from d360calling import RetryPolicy
+from d360calling import CallKind, InvalidRequestError, RetryPolicy
 from d360calling._headers import parse_retry_after
-from d360calling._retry import Resend
+from d360calling._retry import AttemptBudget, GiveUp, Retry, budget, decide
 from d360calling.errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
+    D360Error,
     error_from_response,
 )
 
@@ -70,36 +72,144 @@ def test_retry_after_wins_over_backoff_up_to_the_cap() -> None:
     assert policy.delay(too_long, 0) is None
 
 
+def err(status: int, body: bytes = b"", **headers: str) -> APIStatusError:
+    return error_from_response(status, hdrs(**headers), body, method="POST", path="/calling/calls")
+
+
+def conn(sent: bool, cls: type[APIConnectionError] = APIConnectionError) -> APIConnectionError:
+    return cls("reset", method="POST", path="/calling/calls", request_may_have_been_sent=sent)
+
+
+LOST = conn(True)
+RATE_400 = b'{"error": "You have exceeded the endpoint rate limit."}'
+C, A, R = CallKind.CONNECT, CallKind.ANSWER_SIDE, CallKind.IDEMPOTENT  # R: reads, updates
+RETRY_05 = Retry(0.5)
+GIVE_UP = "give up"  # with the attempt's own error
+UNKNOWN = "outcome unknown"  # an APIConnectionError that says the action may have succeeded
+
+# The whole rulebook of decide(): one row per rule. Policy: 0.5 s doubling, no jitter,
+# max_retries 2 unless the row says otherwise, no deadline unless given (clock at 100).
+RULES: list[tuple[str, CallKind, D360Error, dict[str, object], object]] = [
+    # Which errors are worth repeating, for reads/updates and answer-side actions.
+    ("idempotent: reset", R, conn(True), {}, RETRY_05),
+    ("idempotent: timeout", R, conn(True, APITimeoutError), {}, RETRY_05),
+    ("idempotent: never connected", R, conn(False), {}, RETRY_05),
+    ("idempotent: 408", R, err(408), {}, RETRY_05),
+    ("idempotent: 429", R, err(429), {}, RETRY_05),
+    ("idempotent: 500", R, err(500), {}, RETRY_05),
+    ("idempotent: 502", R, err(502), {}, RETRY_05),
+    ("idempotent: 503", R, err(503), {}, RETRY_05),
+    ("idempotent: 504", R, err(504), {}, RETRY_05),
+    ("idempotent: 360dialog rate-limit 400", R, err(400, RATE_400), {}, RETRY_05),
+    ("idempotent: Meta throttling code", R, err(400, b'{"error": {"code": 613}}'), {}, RETRY_05),
+    ("idempotent: plain 400", R, err(400, b'{"error": "bad"}'), {}, GIVE_UP),
+    ("idempotent: 401", R, err(401), {}, GIVE_UP),
+    ("idempotent: 403", R, err(403), {}, GIVE_UP),
+    ("idempotent: 404", R, err(404), {}, GIVE_UP),
+    ("idempotent: 501", R, err(501), {}, GIVE_UP),
+    ("answer-side: 503", A, err(503), {}, RETRY_05),
+    ("answer-side: reset", A, conn(True), {}, Retry(0.5, conn(True))),
+    # connect: only what certainly never left the process.
+    ("connect: never connected", C, conn(False), {}, RETRY_05),
+    ("connect: reset after sending", C, conn(True), {}, GIVE_UP),
+    ("connect: timeout after sending", C, conn(True, APITimeoutError), {}, GIVE_UP),
+    ("connect: 429", C, err(429), {}, GIVE_UP),
+    ("connect: 503", C, err(503), {}, GIVE_UP),
+    # How long to wait.
+    ("backoff doubles", R, err(503), {"attempt": 1}, Retry(1.0)),
+    ("backoff is capped", R, err(503), {"attempt": 6, "max_retries": 10}, Retry(8.0)),
+    ("Retry-After wins", R, err(429, retry_after="3"), {}, Retry(3.0)),
+    ("Retry-After over the cap: give up", R, err(429, retry_after="61"), {}, GIVE_UP),
+    # How many times.
+    ("the last attempt gives up", R, err(503), {"attempt": 2}, GIVE_UP),
+    ("max_retries=0 never retries", R, err(503), {"max_retries": 0}, GIVE_UP),
+    # Deadlines (answer-side actions carry one).
+    ("deadline after the wait", A, err(503), {"deadline": 100.6}, RETRY_05),
+    ("deadline before the wait ends", A, err(503), {"deadline": 100.5}, GIVE_UP),
+    ("deadline passed", A, err(503), {"deadline": 99.0}, GIVE_UP),
+    # After a lost answer, a refusal of the repeat means "may have succeeded".
+    ("lost answer, then 400", A, err(400, b'{"error": "bad"}'), {"lost": LOST}, UNKNOWN),
+    ("lost answer, then 404", A, err(404), {"lost": LOST}, UNKNOWN),
+    ("lost answer, then 409", A, err(409), {"lost": LOST}, UNKNOWN),
+    ("lost answer, then 409 on the last try", A, err(409), {"lost": LOST, "attempt": 2}, UNKNOWN),
+    ("lost answer, then throttled", A, err(429), {"lost": LOST}, Retry(0.5, LOST)),
+    ("lost answer, then 401", A, err(401), {"lost": LOST}, GIVE_UP),
+]
+
+
 @pytest.mark.parametrize(
-    ("status", "body", "resendable"),
+    ("kind", "error", "given", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in RULES],
+)
+def test_the_retry_table(
+    kind: CallKind, error: D360Error, given: dict[str, object], expected: object
+) -> None:
+    policy = RetryPolicy(initial_delay=0.5, max_delay=8.0, jitter=0)
+    decision = decide(
+        error,
+        kind,
+        int(given.get("attempt", 0)),  # type: ignore[call-overload]
+        max_retries=int(given.get("max_retries", 2)),  # type: ignore[call-overload]
+        deadline=given.get("deadline"),  # type: ignore[arg-type]
+        now=100.0,
+        policy=policy,
+        lost_answer=given.get("lost"),  # type: ignore[arg-type]
+    )
+    if expected == GIVE_UP:
+        assert decision == GiveUp(error)
+    elif expected == UNKNOWN:
+        assert isinstance(decision, GiveUp)
+        outcome = decision.error
+        assert type(outcome) is APIConnectionError
+        assert outcome.request_may_have_been_sent
+        assert outcome.__cause__ is error
+        assert "may have succeeded" in str(outcome)
+    else:
+        assert isinstance(expected, Retry)
+        assert isinstance(decision, Retry)
+        assert decision.after == expected.after
+        assert (decision.lost_answer is None) == (expected.lost_answer is None)
+
+
+def test_a_lost_answer_is_carried_forward() -> None:
+    """Once an answer-side attempt may have taken effect, later decisions hear of it."""
+    policy = RetryPolicy(jitter=0)
+    first = decide(conn(True), A, 0, max_retries=3, deadline=None, now=0, policy=policy)
+    assert isinstance(first, Retry)
+    assert first.lost_answer is not None
+    second = decide(
+        err(503),
+        A,
+        1,
+        max_retries=3,
+        deadline=None,
+        now=0,
+        policy=policy,
+        lost_answer=first.lost_answer,
+    )
+    assert isinstance(second, Retry)
+    assert second.lost_answer is first.lost_answer
+
+
+@pytest.mark.parametrize(
+    ("attempt", "deadline", "now", "expected"),
     [
-        (429, b"", True),
-        (500, b"", True),
-        (502, b"", True),
-        (503, b"", True),
-        (504, b"", True),
-        (408, b"", True),
-        (400, b'{"error": "You have exceeded the endpoint rate limit."}', True),
-        (400, b'{"error": {"message": "x", "code": 613}}', True),
-        (400, b'{"error": "bad"}', False),
-        (401, b"", False),
-        (403, b"", False),
-        (404, b"", False),
-        (501, b"", False),
+        (0, None, 0.0, AttemptBudget(10.0, None)),
+        (0, 5.0, 4.0, AttemptBudget(10.0, None)),  # the first attempt: its full timeout
+        (1, None, 0.0, AttemptBudget(10.0, None)),
+        (1, 25.0, 20.0, AttemptBudget(5.0, 5.0)),  # a retry stops at the deadline
+        (1, 100.0, 20.0, AttemptBudget(10.0, 80.0)),
+        (2, 20.0, 20.5, AttemptBudget(0.001, 0.001)),  # past it: one real try, not none
     ],
 )
-def test_which_statuses_are_retried(status: int, body: bytes, resendable: bool) -> None:
-    policy = RetryPolicy()
-    error = error_from_response(status, hdrs(), body, method="POST", path="/calling/calls")
-    assert policy.is_retryable(error, Resend.RESENDABLE) is resendable
-    # connect is never re-sent once the server answered, whatever the answer.
-    assert policy.is_retryable(error, Resend.NEVER_RESENT) is False
+def test_attempt_budget(
+    attempt: int, deadline: float | None, now: float, expected: AttemptBudget
+) -> None:
+    assert budget(attempt, timeout=10.0, deadline=deadline, now=now) == expected
 
 
-@pytest.mark.parametrize("sent", [True, False])
-def test_connection_errors_retry_for_connect_only_when_not_sent(sent: bool) -> None:
-    policy = RetryPolicy()
-    for cls in (APIConnectionError, APITimeoutError):
-        error = cls("x", method="POST", path="/", request_may_have_been_sent=sent)
-        assert policy.is_retryable(error, Resend.RESENDABLE)
-        assert policy.is_retryable(error, Resend.NEVER_RESENT) is not sent
+def test_policy_values_are_checked() -> None:
+    with pytest.raises(InvalidRequestError, match="jitter"):
+        RetryPolicy(jitter=2)
+    with pytest.raises(InvalidRequestError, match="initial"):
+        RetryPolicy(initial_delay=-1)

@@ -1,8 +1,9 @@
-"""The soak (``tests/soak.py``) in its short form, as CI runs it, and its audit: that the audit
-catches each kind of failure the soak is there to find."""
+"""The soak (``tests/soak.py``) in its short form (slow: ``pytest -m slow``), and its audit:
+that the audit catches each kind of failure the soak is there to find."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,11 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from .soak import MAX_RETRIES, POOL_SIZE, SHORT_REQUESTS, Job, Run, audit
+from d360calling import AsyncClient
+from d360calling.testing import FakeCallingAPI, Fault
+
+from .soak import (
+    MAX_RETRIES,
+    POOL_SIZE,
+    SHORT_REQUESTS,
+    Job,
+    PoolSampler,
+    Run,
+    _still_connected,
+    audit,
+    pooled,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_short_soak_passes_its_audit(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
@@ -131,3 +146,21 @@ def test_the_audit_catches_a_success_the_server_does_not_show() -> None:
     assert "job 1: accept succeeded but never reached the server" in problems
     assert "job 1: accept succeeded but the call is ('ringing', None)" in problems
     assert "job 0: connect returned wacid.other, the server placed ['wacid.B']" in problems
+
+
+@pytest.mark.asyncio
+async def test_the_socket_check_reads_the_pool_in_use_idle_and_closed() -> None:
+    """What the soak's socket figures come from: the client's own pool, sampled on its loop."""
+    async with FakeCallingAPI() as fake:
+        client = AsyncClient(api_key=fake.api_key, base_url=fake.url, pool_size=3)
+        assert pooled(client) == []  # no session before the first request
+        sampler = PoolSampler(client, every=0.001)
+        sampler.start()
+        fake.inject(Fault(delay=0.05), times=None)  # six requests at once, three at a time
+        await asyncio.gather(*(client.get_settings() for _ in range(6)))
+        sampler.stop()
+        connections = pooled(client)
+        assert sampler.peak == len(connections) == _still_connected(connections) == 3  # idle
+        await client.aclose()
+        assert pooled(client) == []
+        assert _still_connected(connections) == 0

@@ -19,11 +19,11 @@ import pytest
 from d360calling import (
     APIConnectionError,
     AuthenticationError,
-    CallingSettings,
     Client,
     ClientClosedError,
     InvalidRequestError,
     PermissionStatus,
+    SettingsUpdate,
 )
 from d360calling._portal import PORTAL
 from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_offer
@@ -52,7 +52,7 @@ def test_every_method_works_blocking(api: FakeCallingAPI, sync_client: Client) -
     assert api.calls[rejected.id].end_reason == "rejected"
     p = sync_client.get_call_permissions("4915112345678")
     assert p.permission.status is PermissionStatus.TEMPORARY
-    assert sync_client.update_settings(calling=CallingSettings(status="DISABLED")).success
+    assert sync_client.update_settings(SettingsUpdate.status("DISABLED")).success
     assert sync_client.get_settings().calling.status == "DISABLED"
     actions = [r.json["action"] for r in api.requests_to("POST", "/calling/calls")]
     assert actions == ["connect", "pre_accept", "accept", "reject", "terminate"]

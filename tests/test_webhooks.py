@@ -19,8 +19,7 @@ from aiohttp import web
 
 from d360calling import InvalidRequestError, WebhookParseError
 from d360calling.models import CallDirection, CallStatus, CallTerminateStatus
-from d360calling.testing import FakeCallingAPI, sample_answer, sample_offer
-from d360calling.testing._server import serve
+from d360calling.testing import FakeCallingAPI, sample_answer, sample_offer, serve
 from d360calling.webhooks import (
     SIGNATURE_HEADER,
     CallConnectEvent,
@@ -327,8 +326,9 @@ async def test_connect_event_answers_its_call_and_guards_the_sdp() -> None:
         call = fake.user_calls("4915100000001")
         event = only(fake.webhooks[0].body)
         assert isinstance(event, CallConnectEvent)
+        assert event.sdp is not None
         with pytest.raises(InvalidRequestError, match="caller's own offer"):
-            event.accept(client, sdp=event.sdp.replace("\r\n", "\n"))  # type: ignore[union-attr]
+            await event.accept(client, sdp=event.sdp.replace("\r\n", "\n"))
         answer = sample_answer()
         await event.pre_accept(client, answer)
         await event.accept(client, sdp=answer)
@@ -356,7 +356,7 @@ def test_a_business_initiated_connect_cannot_be_accepted() -> None:
     event = only(envelope("calls", {"calls": [call]}))
     assert isinstance(event, CallConnectEvent)
     with pytest.raises(InvalidRequestError, match="answered by the user"):
-        event.accept(object(), sdp=sample_offer())  # type: ignore[arg-type]
+        event.accept(object(), sdp=sample_offer())  # type: ignore[call-overload]
 
 
 # -- the receiver over real HTTP --------------------------------------------------------------

@@ -18,11 +18,16 @@ from ._enums import (
     VoicemailTrigger,
 )
 from .calls import (
+    AcceptCallRequest,
     CallActionRequest,
     CallActionResponse,
     CallInfo,
     CallSession,
+    ConnectCallRequest,
     ConnectCallResponse,
+    PreAcceptCallRequest,
+    RejectCallRequest,
+    TerminateCallRequest,
 )
 from .permissions import CallPermission, CallPermissionAction, CallPermissionLimit, CallPermissions
 from .settings import (
@@ -36,10 +41,11 @@ from .settings import (
     PayloadEncryptionSettings,
     Restriction,
     Settings,
+    SettingsUpdate,
+    SettingsValue,
     SipServer,
     SipSettings,
     StorageConfigurationSettings,
-    UpdateSettingsRequest,
     UpdateSettingsResponse,
     VideoSettings,
     VoicemailAnnouncement,
@@ -49,6 +55,7 @@ from .settings import (
 )
 
 __all__ = (
+    "AcceptCallRequest",
     "AudioCodec",
     "AudioSettings",
     "CallAction",
@@ -68,6 +75,7 @@ __all__ = (
     "CallTerminateStatus",
     "CallingRestrictions",
     "CallingSettings",
+    "ConnectCallRequest",
     "ConnectCallResponse",
     "DayOfWeek",
     "FeatureStatus",
@@ -78,14 +86,18 @@ __all__ = (
     "PermissionReplyResponse",
     "PermissionReplySource",
     "PermissionStatus",
+    "PreAcceptCallRequest",
+    "RejectCallRequest",
     "Restriction",
     "SdpType",
     "Settings",
+    "SettingsUpdate",
+    "SettingsValue",
     "SipServer",
     "SipSettings",
     "SrtpKeyExchangeProtocol",
     "StorageConfigurationSettings",
-    "UpdateSettingsRequest",
+    "TerminateCallRequest",
     "UpdateSettingsResponse",
     "VideoSettings",
     "VoicemailAnnouncement",

@@ -1,25 +1,35 @@
-"""Call actions: ``POST /calling/calls``."""
+"""Call actions: ``POST /calling/calls``.
+
+One frozen class per action, carrying only that action's fields and checked when it is
+made, so a request that exists is one the API can take. Their wire form (``action``,
+``messaging_product``, the ``session`` around the SDP) is added by the converter.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar, TypeAlias
+
 import attrs
 
+from . import _checks
 from ._enums import CallAction, SdpType
 
 __all__ = (
+    "AcceptCallRequest",
     "CallActionRequest",
     "CallActionResponse",
     "CallInfo",
     "CallSession",
+    "ConnectCallRequest",
     "ConnectCallResponse",
+    "PreAcceptCallRequest",
+    "RejectCallRequest",
+    "TerminateCallRequest",
 )
 
-# Which SDP each action carries; actions not listed carry none.
-SDP_TYPE_FOR_ACTION: dict[CallAction, SdpType] = {
-    CallAction.CONNECT: SdpType.OFFER,
-    CallAction.PRE_ACCEPT: SdpType.ANSWER,
-    CallAction.ACCEPT: SdpType.ANSWER,
-}
+
+def _sdp_repr(sdp: str) -> str:
+    return f"<{len(sdp)} chars>"  # SDPs carry ICE passwords and keys: never in a repr
 
 
 @attrs.frozen(kw_only=True)
@@ -27,35 +37,80 @@ class CallSession:
     """The SDP of a call action or webhook: ``sdp`` is an RFC 8866 text with CRLF line ends."""
 
     sdp_type: SdpType | str
-    sdp: str = attrs.field(repr=lambda sdp: f"<{len(sdp)} chars>")
+    sdp: str = attrs.field(repr=_sdp_repr)
 
 
 @attrs.frozen(kw_only=True)
-class CallActionRequest:
-    """The general form of ``POST /calling/calls``.
+class ConnectCallRequest:
+    """Call a user (business-initiated) with an SDP offer."""
 
-    ``session.sdp_type`` is not given: it follows from ``action`` (``offer`` for connect,
-    ``answer`` for pre_accept and accept) and is sent that way. ``sdp`` is sent as given.
-    """
+    action: ClassVar[CallAction] = CallAction.CONNECT
+    sdp_type: ClassVar[SdpType | None] = SdpType.OFFER
 
-    action: CallAction | str
-    call_id: str | None = None
-    to: str | None = None
-    sdp: str | None = attrs.field(
-        default=None, repr=lambda sdp: "None" if sdp is None else f"<{len(sdp)} chars>"
-    )
-    biz_opaque_callback_data: str | None = None
+    to: str = attrs.field(validator=_checks.whatsapp_id)
+    sdp: str = attrs.field(validator=_checks.sdp_offer, repr=_sdp_repr)
+    biz_opaque_callback_data: str | None = attrs.field(default=None, validator=_checks.opaque_data)
 
-    @property
-    def session(self) -> CallSession | None:
-        """The session object sent on the wire, or ``None`` for actions without SDP."""
-        if self.sdp is None:
-            return None
-        try:
-            sdp_type = SDP_TYPE_FOR_ACTION[CallAction(self.action)]
-        except (ValueError, KeyError):
-            return None
-        return CallSession(sdp_type=sdp_type, sdp=self.sdp)
+
+@attrs.frozen(kw_only=True)
+class PreAcceptCallRequest:
+    """Pre-accept an inbound call with the SDP answer, so media can start connecting."""
+
+    action: ClassVar[CallAction] = CallAction.PRE_ACCEPT
+    sdp_type: ClassVar[SdpType | None] = SdpType.ANSWER
+
+    call_id: str = attrs.field(validator=_checks.call_id)
+    sdp: str = attrs.field(validator=_checks.sdp_answer, repr=_sdp_repr)
+
+
+@attrs.frozen(kw_only=True)
+class AcceptCallRequest:
+    """Accept an inbound call with the SDP answer (the same one given to pre-accept)."""
+
+    action: ClassVar[CallAction] = CallAction.ACCEPT
+    sdp_type: ClassVar[SdpType | None] = SdpType.ANSWER
+
+    call_id: str = attrs.field(validator=_checks.call_id)
+    sdp: str = attrs.field(validator=_checks.sdp_answer, repr=_sdp_repr)
+    biz_opaque_callback_data: str | None = attrs.field(default=None, validator=_checks.opaque_data)
+
+
+@attrs.frozen(kw_only=True)
+class RejectCallRequest:
+    """Reject an inbound call."""
+
+    action: ClassVar[CallAction] = CallAction.REJECT
+    sdp_type: ClassVar[SdpType | None] = None
+
+    call_id: str = attrs.field(validator=_checks.call_id)
+
+
+@attrs.frozen(kw_only=True)
+class TerminateCallRequest:
+    """End a call in progress (either direction)."""
+
+    action: ClassVar[CallAction] = CallAction.TERMINATE
+    sdp_type: ClassVar[SdpType | None] = None
+
+    call_id: str = attrs.field(validator=_checks.call_id)
+
+
+CallActionRequest: TypeAlias = (
+    ConnectCallRequest
+    | PreAcceptCallRequest
+    | AcceptCallRequest
+    | RejectCallRequest
+    | TerminateCallRequest
+)
+"""Any one call action; :meth:`AsyncClient.perform_call_action` takes each."""
+
+CALL_ACTION_REQUESTS: tuple[type[CallActionRequest], ...] = (
+    ConnectCallRequest,
+    PreAcceptCallRequest,
+    AcceptCallRequest,
+    RejectCallRequest,
+    TerminateCallRequest,
+)
 
 
 @attrs.frozen(kw_only=True)

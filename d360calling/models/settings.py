@@ -1,15 +1,18 @@
 """Calling settings: ``GET`` and ``POST /calling/settings``.
 
 One set of classes serves both directions. Every field is optional: ``None`` means "absent"
-when reading and "leave unchanged / do not send" when updating. The 360dialog schema and
-Meta's documented shapes differ (``call_hours``, SIP servers, restrictions); both are modelled,
-each field under its own wire name.
+when reading and "do not send" in an update, which is a :class:`SettingsUpdate` of one
+feature. The 360dialog schema and Meta's documented shapes differ (``call_hours``, SIP
+servers, restrictions); both are modelled, each field under its own wire name.
 """
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import attrs
 
+from ..errors import InvalidRequestError
 from ._enums import (
     AudioCodec,
     CallIconVisibility,
@@ -33,7 +36,8 @@ __all__ = (
     "SipServer",
     "SipSettings",
     "StorageConfigurationSettings",
-    "UpdateSettingsRequest",
+    "SettingsUpdate",
+    "SettingsValue",
     "UpdateSettingsResponse",
     "VideoSettings",
     "VoicemailAnnouncement",
@@ -217,8 +221,95 @@ class UpdateSettingsResponse:
     success: bool
 
 
-@attrs.frozen(kw_only=True)
-class UpdateSettingsRequest:
-    """The body of ``POST /calling/settings``: one feature of ``calling`` per request."""
+# The features an update may carry, and what each takes (``str``: a value the API adds later).
+SettingsValue: TypeAlias = (
+    FeatureStatus
+    | CallIconVisibility
+    | SrtpKeyExchangeProtocol
+    | str
+    | CallIconsSettings
+    | CallHoursSettings
+    | SipSettings
+    | AudioSettings
+    | VideoSettings
+    | VoicemailSettings
+)
+_UPDATABLE: dict[str, tuple[type, ...]] = {
+    "status": (FeatureStatus, str),
+    "call_icon_visibility": (CallIconVisibility, str),
+    "call_icons": (CallIconsSettings,),
+    "callback_permission_status": (FeatureStatus, str),
+    "call_hours": (CallHoursSettings,),
+    "sip": (SipSettings,),
+    "srtp_key_exchange_protocol": (SrtpKeyExchangeProtocol, str),
+    "audio": (AudioSettings,),
+    "video": (VideoSettings,),
+    "voicemail": (VoicemailSettings,),
+}
 
-    calling: CallingSettings
+
+@attrs.frozen
+class SettingsUpdate:
+    """One feature of the calling settings to change: the API takes exactly one per request,
+    so an update is made for one feature, e.g. ``SettingsUpdate.status("ENABLED")`` or
+    ``SettingsUpdate.call_hours(CallHoursSettings(...))``.
+
+    ``call_hours`` is replaced as a whole, and leaving out ``holiday_schedule`` deletes the
+    existing one. ``restrictions`` and ``ip_addresses`` are read-only.
+    """
+
+    feature: str
+    value: SettingsValue
+
+    def __attrs_post_init__(self) -> None:
+        accepted = _UPDATABLE.get(self.feature)
+        if accepted is None:
+            known = ", ".join(_UPDATABLE)
+            raise InvalidRequestError(
+                f"calling.{self.feature!s:.40} cannot be updated; updatable: {known}"
+            )
+        value: object = self.value  # what was passed, whatever the annotation says
+        if not isinstance(value, accepted) or isinstance(value, bool):
+            names = " or ".join(t.__name__ for t in accepted)
+            raise InvalidRequestError(f"calling.{self.feature} must be {names}, got {value!r:.40}")
+
+    @classmethod
+    def status(cls, value: FeatureStatus | str) -> SettingsUpdate:
+        """Turn calling on or off for the number."""
+        return cls("status", value)
+
+    @classmethod
+    def call_icon_visibility(cls, value: CallIconVisibility | str) -> SettingsUpdate:
+        return cls("call_icon_visibility", value)
+
+    @classmethod
+    def call_icons(cls, value: CallIconsSettings) -> SettingsUpdate:
+        return cls("call_icons", value)
+
+    @classmethod
+    def callback_permission_status(cls, value: FeatureStatus | str) -> SettingsUpdate:
+        return cls("callback_permission_status", value)
+
+    @classmethod
+    def call_hours(cls, value: CallHoursSettings) -> SettingsUpdate:
+        return cls("call_hours", value)
+
+    @classmethod
+    def sip(cls, value: SipSettings) -> SettingsUpdate:
+        return cls("sip", value)
+
+    @classmethod
+    def srtp_key_exchange_protocol(cls, value: SrtpKeyExchangeProtocol | str) -> SettingsUpdate:
+        return cls("srtp_key_exchange_protocol", value)
+
+    @classmethod
+    def audio(cls, value: AudioSettings) -> SettingsUpdate:
+        return cls("audio", value)
+
+    @classmethod
+    def video(cls, value: VideoSettings) -> SettingsUpdate:
+        return cls("video", value)
+
+    @classmethod
+    def voicemail(cls, value: VoicemailSettings) -> SettingsUpdate:
+        return cls("voicemail", value)

@@ -1,12 +1,18 @@
 """The call webhooks (api-facts §2) as events: what happened to which call, with the envelope's
 context (the business number, the user's contact) attached. ``d360calling.webhooks`` parses
-them; each event can act on its call through a client."""
+them; each event can act on its call through a client.
+
+The shortcuts (``event.accept(client, sdp)`` ...) take any client that has the call-action
+methods: :class:`AsyncCallActions` (``AsyncClient``; the shortcut gives a coroutine to await)
+or :class:`SyncCallActions` (``Client``; the shortcut gives the response). They are protocols,
+so this module never imports the clients."""
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Coroutine, Mapping
+from typing import ClassVar, Protocol, overload
 
 import attrs
 
@@ -18,20 +24,17 @@ from ._enums import (
     PermissionReplyResponse,
     PermissionReplySource,
 )
-from .calls import CallSession
-
-if TYPE_CHECKING:
-    from .._async_client import AsyncClient
-    from .._sync_client import Client
-
+from .calls import CallActionResponse, CallSession
 
 __all__ = (
+    "AsyncCallActions",
     "CallConnectEvent",
     "CallEvent",
     "CallStatusEvent",
     "CallTerminateEvent",
     "ContactProfile",
     "PermissionReplyEvent",
+    "SyncCallActions",
     "UnknownEvent",
     "WebhookContact",
     "WebhookError",
@@ -40,6 +43,95 @@ __all__ = (
 )
 
 _SPACE = re.compile(r"\s+")
+
+# What an async client's call action gives: a coroutine that returns the response.
+_Pending = Coroutine[object, object, CallActionResponse]
+
+
+class AsyncCallActions(Protocol):
+    """What the event shortcuts need of an async client, such as ``AsyncClient``."""
+
+    def pre_accept_call(
+        self,
+        call_id: str,
+        sdp: str,
+        *,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> _Pending: ...
+
+    def accept_call(
+        self,
+        call_id: str,
+        sdp: str,
+        *,
+        biz_opaque_callback_data: str | None = ...,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> _Pending: ...
+
+    def reject_call(
+        self,
+        call_id: str,
+        *,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> _Pending: ...
+
+    def terminate_call(
+        self,
+        call_id: str,
+        *,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> _Pending: ...
+
+
+class SyncCallActions(Protocol):
+    """What the event shortcuts need of a blocking client, such as ``Client``."""
+
+    def pre_accept_call(
+        self,
+        call_id: str,
+        sdp: str,
+        *,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> CallActionResponse: ...
+
+    def accept_call(
+        self,
+        call_id: str,
+        sdp: str,
+        *,
+        biz_opaque_callback_data: str | None = ...,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> CallActionResponse: ...
+
+    def reject_call(
+        self,
+        call_id: str,
+        *,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> CallActionResponse: ...
+
+    def terminate_call(
+        self,
+        call_id: str,
+        *,
+        deadline: float | datetime.datetime | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> CallActionResponse: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -78,7 +170,7 @@ class WebhookError:
     message: str | None = None
     title: str | None = None
     href: str | None = None
-    error_data: Mapping[str, Any] | None = None
+    error_data: Mapping[str, object] | None = None
 
     @property
     def text(self) -> str:
@@ -110,9 +202,36 @@ class CallEvent:
         """Two deliveries with this key are the same event (call id + event + status)."""
         return (self.call_id, self.kind, "")
 
-    def terminate(self, client: AsyncClient | Client, **options: Any) -> Any:
+    @overload
+    def terminate(
+        self,
+        client: AsyncCallActions,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending: ...
+    @overload
+    def terminate(
+        self,
+        client: SyncCallActions,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> CallActionResponse: ...
+    def terminate(
+        self,
+        client: AsyncCallActions | SyncCallActions,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending | CallActionResponse:
         """End this call: ``client.terminate_call(call_id)`` (awaitable with an AsyncClient)."""
-        return client.terminate_call(self.call_id, **options)
+        return client.terminate_call(
+            self.call_id, deadline=deadline, timeout=timeout, max_retries=max_retries
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -156,18 +275,115 @@ class CallConnectEvent(CallEvent):
             )
         return sdp
 
-    def pre_accept(self, client: AsyncClient | Client, sdp: str, **options: Any) -> Any:
+    @overload
+    def pre_accept(
+        self,
+        client: AsyncCallActions,
+        sdp: str,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending: ...
+    @overload
+    def pre_accept(
+        self,
+        client: SyncCallActions,
+        sdp: str,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> CallActionResponse: ...
+    def pre_accept(
+        self,
+        client: AsyncCallActions | SyncCallActions,
+        sdp: str,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending | CallActionResponse:
+        """Pre-accept with your SDP answer, so media can start connecting."""
         answer = self._answer_sdp("pre_accept", sdp)  # checked before anything is looked up
-        return client.pre_accept_call(self.call_id, answer, **options)
+        return client.pre_accept_call(
+            self.call_id, answer, deadline=deadline, timeout=timeout, max_retries=max_retries
+        )
 
-    def accept(self, client: AsyncClient | Client, sdp: str, **options: Any) -> Any:
+    @overload
+    def accept(
+        self,
+        client: AsyncCallActions,
+        sdp: str,
+        *,
+        biz_opaque_callback_data: str | None = None,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending: ...
+    @overload
+    def accept(
+        self,
+        client: SyncCallActions,
+        sdp: str,
+        *,
+        biz_opaque_callback_data: str | None = None,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> CallActionResponse: ...
+    def accept(
+        self,
+        client: AsyncCallActions | SyncCallActions,
+        sdp: str,
+        *,
+        biz_opaque_callback_data: str | None = None,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending | CallActionResponse:
         """Accept with your SDP answer (the same as a pre-accept's)."""
         answer = self._answer_sdp("accept", sdp)
-        return client.accept_call(self.call_id, answer, **options)
+        return client.accept_call(
+            self.call_id,
+            answer,
+            biz_opaque_callback_data=biz_opaque_callback_data,
+            deadline=deadline,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
 
-    def reject(self, client: AsyncClient | Client, **options: Any) -> Any:
+    @overload
+    def reject(
+        self,
+        client: AsyncCallActions,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending: ...
+    @overload
+    def reject(
+        self,
+        client: SyncCallActions,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> CallActionResponse: ...
+    def reject(
+        self,
+        client: AsyncCallActions | SyncCallActions,
+        *,
+        deadline: float | datetime.datetime | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> _Pending | CallActionResponse:
+        """Reject this inbound call."""
         self._answer_sdp("reject", "")
-        return client.reject_call(self.call_id, **options)
+        return client.reject_call(
+            self.call_id, deadline=deadline, timeout=timeout, max_retries=max_retries
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -243,7 +459,7 @@ class UnknownEvent:
 
     kind: ClassVar[str] = "unknown"
     field: str | None
-    raw: Any = attrs.field(repr=False)
+    raw: object = attrs.field(repr=False)
     problem: str | None = None
     timestamp: int | None = None
 

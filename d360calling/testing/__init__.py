@@ -1,12 +1,17 @@
 """A fake 360dialog Calling API to test against, without the real API or a phone.
 
->>> from d360calling.testing import FakeCallingAPI, Fault
+>>> from d360calling.testing import CallState, FakeCallingAPI, sample_answer
 >>> with FakeCallingAPI() as fake:          # a real server on loopback, in a thread
 ...     call = fake.user_calls("4915112345678")
 ...     with fake.client() as client:
 ...         _ = client.accept_call(call.id, sample_answer())
-...     fake.calls[call.id].state
-'accepted'
+...     fake.calls[call.id].state is CallState.ACCEPTED
+True
+
+States are string enums (``CallState.ACCEPTED == "accepted"``). Request bodies are checked
+against the OpenAPI contract shipped in this package (jsonschema: the ``testing`` extra).
+:func:`serve` runs any ``aiohttp.web`` app on loopback, as the fake itself runs, e.g. for a
+webhook receiver in a test.
 
 Installing d360calling also gives pytest the fixtures ``d360_fake_api`` and ``d360_client``
 (see :mod:`d360calling.testing.pytest_plugin`).
@@ -14,26 +19,54 @@ Installing d360calling also gives pytest the fixtures ``d360_fake_api`` and ``d3
 
 from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
+from ._calls import FakeCall
+from ._clock import FakeClock
 from ._delivery import WebhookDelivery
-from ._faults import ERROR_CATALOGUE, Fault, InjectedFault, RandomFaults
+from ._enums import (
+    CallAction,
+    CallDirection,
+    CallState,
+    CallStatus,
+    EndReason,
+    PermissionResponse,
+    PermissionSource,
+    PermissionStatus,
+    TerminateStatus,
+)
+from ._errors import ERROR_CATALOGUE, ScenarioError
+from ._faults import Fault, InjectedFault, RandomFaults
+from ._records import DEFAULT_MAX_RECORDED_REQUESTS, RecordedRequest, RequestLog
+from ._runner import ServedApp, serve
 from ._sdp import sample_answer, sample_offer
-from ._server import DEFAULT_API_KEY, FakeCallingAPI, RecordedRequest
-from ._state import FakeCall, FakeClock, ScenarioError
+from ._server import DEFAULT_API_KEY, FakeCallingAPI
 
 __all__ = (
     "DEFAULT_API_KEY",
+    "DEFAULT_MAX_RECORDED_REQUESTS",
     "ERROR_CATALOGUE",
     "SIGNATURE_HEADER",
+    "CallAction",
+    "CallDirection",
+    "CallState",
+    "CallStatus",
+    "EndReason",
     "FakeCall",
     "FakeCallingAPI",
     "FakeClock",
     "Fault",
     "InjectedFault",
+    "PermissionResponse",
+    "PermissionSource",
+    "PermissionStatus",
     "RandomFaults",
     "RecordedRequest",
+    "RequestLog",
     "ScenarioError",
+    "ServedApp",
+    "TerminateStatus",
     "WebhookDelivery",
     "sample_answer",
     "sample_offer",
+    "serve",
     "sign",
 )

@@ -17,6 +17,11 @@ import attrs
 from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
 
+__all__ = (
+    "WebhookDelivery",
+    "WebhookSender",
+)
+
 
 @attrs.define(eq=False)
 class WebhookDelivery:

@@ -1,4 +1,4 @@
-"""Fault injection for the fake API, and the catalogue of documented error bodies.
+"""Fault injection for the fake API (the documented error bodies are in ``_errors``).
 
 A :class:`Fault` replaces or disturbs the fake's answer to matching requests. Faults are
 matched in the order they were injected and each is spent after ``times`` uses;
@@ -8,66 +8,20 @@ matched in the order they were injected and each is spent after ``times`` uses;
 from __future__ import annotations
 
 import random
-import secrets
 import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 
-# Meta's calling error codes with the HTTP status and title they come with (api-facts §5.2),
-# plus the Graph throttling codes the client must understand.
-ERROR_CATALOGUE: dict[int, tuple[int, str]] = {
-    4: (429, "Application request limit reached"),
-    100: (400, "Invalid parameter"),
-    613: (429, "Calls to this api have exceeded the rate limit"),
-    80007: (429, "Rate limit issues"),
-    130429: (429, "Rate limit hit"),
-    131009: (400, "Parameter value is not valid"),
-    131030: (400, "Recipient phone number not in allowed list"),
-    131044: (400, "Payment method is not valid"),
-    131055: (400, "Method not allowed: calling is handled over SIP on this number"),
-    138000: (401, "Calling not enabled"),
-    138001: (400, "Receiver is not able to receive calls"),
-    138002: (429, "Concurrent calls limit reached"),
-    138003: (400, "Duplicate call"),
-    138004: (500, "Connection error"),
-    138005: (429, "Call rate limit reached"),
-    138006: (401, "No approved call permission from the recipient"),
-    138007: (500, "Call connect timeout"),
-    138009: (400, "Call permission request limit reached"),
-    138012: (400, "Business initiated calls limit reached"),
-    138013: (400, "Business initiated calling is not available"),
-    138014: (400, "Calling temporarily disabled due to low quality"),
-    138015: (400, "Calling cannot be enabled for this phone number"),
-    138017: (400, "Permanent call permission already exists"),
-    138018: (400, "Calling prerequisites not met"),
-    138019: (400, "Call setup failed"),
-    138020: (400, "Relay connection failed"),
-    138021: (400, "Media receive timeout"),
-    138022: (400, "Media transmit timeout"),
-    138023: (400, "Call accepted but no media signals received"),
-}
+from ._errors import DIALOG_RATE_LIMIT_MESSAGE, meta_error_body, status_for
 
-DIALOG_RATE_LIMIT_MESSAGE = "You have exceeded the endpoint rate limit."
-
-
-def meta_error_body(code: int, details: str | None = None, message: str | None = None) -> Any:
-    """The Graph error object as 360dialog passes it through for ``code``."""
-    title = message or ERROR_CATALOGUE.get(code, (400, "Unknown error"))[1]
-    error: dict[str, Any] = {
-        "message": f"(#{code}) {title}",
-        "type": "OAuthException",
-        "code": code,
-        "fbtrace_id": "A" + secrets.token_urlsafe(16),
-    }
-    if details is not None:
-        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
-    return {"error": error}
-
-
-def status_for(code: int) -> int:
-    return ERROR_CATALOGUE.get(code, (400, ""))[0]
+__all__ = (
+    "Fault",
+    "FaultPlan",
+    "InjectedFault",
+    "RandomFaults",
+)
 
 
 @attrs.frozen(kw_only=True)

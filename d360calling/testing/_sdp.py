@@ -5,6 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 
+__all__ = (
+    "sample_answer",
+    "sample_offer",
+    "sdp_problem",
+)
+
 _FINGERPRINT = re.compile(r"^a=fingerprint:\S+ [0-9A-Fa-f:]+$", re.MULTILINE)
 
 

@@ -8,61 +8,40 @@ sync clients called from inside another loop) can talk to it.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from aiohttp import web
-from multidict import CIMultiDict
 
+from .._async_client import AsyncClient
+from .._options import ClientOptions
+from .._sync_client import Client
+from . import _payloads as payloads
+from ._calls import FakeCall
+from ._clock import FakeClock
+from ._contract import contract
+from ._control import CONTROL_PREFIX, control_route
 from ._delivery import WebhookDelivery, WebhookSender
+from ._enums import PermissionResponse, PermissionSource
+from ._errors import ScenarioError
 from ._faults import Fault, FaultPlan, InjectedFault, RandomFaults
-from ._state import FakeAPIError, FakeCall, FakeClock, FakeWorld, ScenarioError
+from ._http import Handler
+from ._records import DEFAULT_MAX_RECORDED_REQUESTS, RecordedRequest, RequestLog
+from ._routes import Incoming, api_route
+from ._runner import ServedApp, serve
+from ._world import FakeWorld
 
 if TYPE_CHECKING:
-    from .._async_client import AsyncClient
-    from .._sync_client import Client
+    from typing_extensions import Unpack
+
+    from .._options import ClientOptionChanges
+
+__all__ = ("DEFAULT_API_KEY", "FakeCallingAPI")
 
 DEFAULT_API_KEY = "fake-d360-api-key"
 _TICK = 0.05  # how often unanswered calls are checked against their answer window
-
-
-@attrs.frozen(eq=False)
-class RecordedRequest:
-    """A request as the fake received it."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: CIMultiDict[str]
-    body: bytes
-    peer: tuple[str, int]
-    at: float
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-async def serve(
-    app: web.Application, host: str = "127.0.0.1", port: int = 0, **options: Any
-) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on ``host:port`` (0: any free port); returns the runner and the port."""
-    runner = web.AppRunner(app, access_log=None, **options)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    server = site._server
-    assert server is not None
-    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
 
 class FakeCallingAPI:
@@ -71,7 +50,14 @@ class FakeCallingAPI:
     Drive the user's side with :meth:`user_calls`, :meth:`user_answers`,
     :meth:`user_declines`, :meth:`user_hangs_up`, :meth:`grant_permission`; drive the
     business side with a real client (:meth:`async_client`, :meth:`client`). Webhooks go to
-    ``webhook_url``; every request and webhook is recorded.
+    ``webhook_url``; every request and every webhook is recorded.
+
+    ``max_recorded_requests`` bounds :attr:`requests` (default 10 000, ``None``: no bound):
+    once full, the oldest request makes room, so a fake left running does not grow.
+
+    Each API request body is checked against the OpenAPI contract and the documented rules
+    (see ``d360calling/testing/documented-requests.json``); a refused body gets Meta's error
+    100 whose ``details`` name the failing fields.
     """
 
     def __init__(
@@ -94,18 +80,15 @@ class FakeCallingAPI:
         permission_reads_per_second: int = 100,
         clock: FakeClock | None = None,
         keepalive_timeout: float = 75.0,
+        max_recorded_requests: int | None = DEFAULT_MAX_RECORDED_REQUESTS,
     ) -> None:
-        self.api_key = api_key
         self.keepalive_timeout = keepalive_timeout
         self.host = host
         self.port = port
         self.phone_number_id = phone_number_id
         self.waba_id = waba_id
         self.clock = clock or FakeClock()
-        self.requests: list[RecordedRequest] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.cancelled = 0  # handlers cancelled because the client went away
+        self._contract = contract()  # fails here, not on the first request, without jsonschema
         self._faults = FaultPlan()
         self._sender = WebhookSender(
             url=webhook_url,
@@ -124,7 +107,13 @@ class FakeCallingAPI:
             max_concurrent_calls=max_concurrent_calls,
             permission_reads_per_second=permission_reads_per_second,
         )
-        self._runner: web.AppRunner | None = None
+        self._handler = Handler(
+            api_key=api_key,
+            log=RequestLog(max_recorded_requests),
+            faults=self._faults,
+            dispatch=self._dispatch,
+        )
+        self._served: ServedApp | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -132,40 +121,45 @@ class FakeCallingAPI:
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
+    def api_key(self) -> str:
+        return self._handler.api_key
+
+    @property
     def url(self) -> str:
         """The base URL to give a client, e.g. ``http://127.0.0.1:54321``."""
-        if self._runner is None:
+        if self._served is None:
             raise RuntimeError("the fake server is not running")
         return f"http://{self.host}:{self.port}"
 
     async def start_async(self) -> FakeCallingAPI:
         """Start serving on the running event loop."""
-        if self._runner is not None:
+        if self._served is not None:
             raise RuntimeError("the fake server is already running")
         self._loop = asyncio.get_running_loop()
         app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve(
+        app.router.add_route("*", "/{tail:.*}", self._handler.handle)
+        self._served = await serve(
             app,
             self.host,
             self.port,
             handler_cancellation=True,
             keepalive_timeout=self.keepalive_timeout,
         )
+        self.port = self._served.port
         await self._sender.start()
         self._ticker = asyncio.create_task(self._tick(), name="d360calling-fake-ticker")
         return self
 
     async def close_async(self) -> None:
         """Stop serving and close every connection; idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is None:
+        served, self._served = self._served, None
+        if served is None:
             return
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         await self._sender.close()
-        await runner.cleanup()
+        await served.close()
 
     async def __aenter__(self) -> FakeCallingAPI:
         return await self.start_async()
@@ -229,17 +223,17 @@ class FakeCallingAPI:
 
     # -- clients --------------------------------------------------------------------------
 
-    def async_client(self, **options: Any) -> AsyncClient:
-        """An :class:`~d360calling.AsyncClient` for this fake (options as for the client)."""
-        from .._async_client import AsyncClient
+    def client_options(self, **changes: Unpack[ClientOptionChanges]) -> ClientOptions:
+        """Client settings for this fake: its URL and key, with ``changes``."""
+        return ClientOptions(api_key=self.api_key, base_url=self.url).evolve(**changes)
 
-        return AsyncClient(api_key=self.api_key, base_url=self.url, **options)
+    def async_client(self, **changes: Unpack[ClientOptionChanges]) -> AsyncClient:
+        """An :class:`~d360calling.AsyncClient` for this fake (settings as for the client)."""
+        return AsyncClient(options=self.client_options(**changes))
 
-    def client(self, **options: Any) -> Client:
+    def client(self, **changes: Unpack[ClientOptionChanges]) -> Client:
         """A blocking :class:`~d360calling.Client` for this fake."""
-        from .._sync_client import Client
-
-        return Client(api_key=self.api_key, base_url=self.url, **options)
+        return Client(options=self.client_options(**changes))
 
     # -- faults and records ---------------------------------------------------------------
 
@@ -277,6 +271,26 @@ class FakeCallingAPI:
     def clear_faults(self) -> None:
         self._faults.clear()
 
+    @property
+    def requests(self) -> RequestLog:
+        """Every request received, oldest first: the newest ``max_recorded_requests`` of
+        them once that many arrived (``requests.dropped`` counts the older ones)."""
+        return self._handler.log
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now."""
+        return self._handler.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._handler.max_in_flight
+
+    @property
+    def cancelled(self) -> int:
+        """Handlers cancelled because the client went away."""
+        return self._handler.cancelled
+
     def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method.upper() and r.path == path]
 
@@ -298,7 +312,7 @@ class FakeCallingAPI:
     def calls(self) -> dict[str, FakeCall]:
         """Every call so far, by id."""
         with self._world.lock:
-            return dict(self._world.calls)
+            return dict(self._world.calls.by_id)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -341,9 +355,9 @@ class FakeCallingAPI:
         With ``notify=False`` no webhook is sent: use it to set up a test's starting state."""
         self._world.set_permission(
             wa_id,
-            "accept",
+            PermissionResponse.ACCEPT,
             permanent=permanent,
-            source="user_action",
+            source=PermissionSource.USER_ACTION,
             context_id=None,
             notify=notify,
         )
@@ -351,7 +365,12 @@ class FakeCallingAPI:
     def revoke_permission(self, wa_id: str, *, notify: bool = True) -> None:
         """The user withdraws permission."""
         self._world.set_permission(
-            wa_id, "reject", permanent=False, source="user_action", context_id=None, notify=notify
+            wa_id,
+            PermissionResponse.REJECT,
+            permanent=False,
+            source=PermissionSource.USER_ACTION,
+            context_id=None,
+            notify=notify,
         )
 
     def user_replies_to_permission_request(
@@ -364,9 +383,9 @@ class FakeCallingAPI:
                 raise ScenarioError(f"no call-permission request was sent to {wa_id}")
             self._world.set_permission(
                 wa_id,
-                "accept" if accept else "reject",
+                PermissionResponse.ACCEPT if accept else PermissionResponse.REJECT,
                 permanent=permanent,
-                source="user_action",
+                source=PermissionSource.USER_ACTION,
                 context_id=request_id,
                 notify=True,
             )
@@ -415,220 +434,14 @@ class FakeCallingAPI:
         self._sender.drain_blocking(timeout)
 
     def _emit(self, field: str, value: dict[str, Any]) -> None:
-        full = {
-            "messaging_product": "whatsapp",
-            "metadata": {
-                "display_phone_number": self._world.business_number,
-                "phone_number_id": self.phone_number_id,
-            },
-            **value,
-        }
-        payload = {
-            "object": "whatsapp_business_account",
-            "entry": [{"id": self.waba_id, "changes": [{"field": field, "value": full}]}],
-        }
-        self._sender.enqueue(field, payload)
+        business = payloads.Business(
+            self._world.business_number, self.phone_number_id, self.waba_id
+        )
+        self._sender.enqueue(field, payloads.envelope(business, field, value))
 
     # -- serving --------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.requests.append(
-            RecordedRequest(
-                request.method,
-                request.path,
-                dict(request.query),
-                CIMultiDict(request.headers),
-                body,
-                tuple(peer[:2]) if peer else ("", 0),
-                time.time(),
-            )
-        )
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            fault = None
-            if self._faults:  # the body is parsed for its action only when a fault may need it
-                action = _action_of(request, body)
-                fault = self._faults.take(request.method, request.path, action)
-            if fault is not None and fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault is not None and fault.drop == "before":
-                return _drop(request)
-            if fault is not None and fault.replaces_answer:
-                status, payload = (
-                    fault.status or 200,
-                    fault.body
-                    if fault.body is not None
-                    else (json.dumps(fault.json).encode() if fault.json is not None else b""),
-                )
-            else:
-                status, answer = self._answer(request, body)
-                payload = json.dumps(answer).encode()
-            if fault is not None and fault.drop == "after":
-                return _drop(request)
-            return await _respond(request, status, payload, fault)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        except ConnectionResetError:
-            # The client went away while a slow answer was being written; aiohttp would log
-            # it as a server error.
-            self.cancelled += 1
-            raise web.HTTPInternalServerError() from None  # never reaches the client
-        finally:
-            self.in_flight -= 1
-
-    def _answer(self, request: web.Request, body: bytes) -> tuple[int, Any]:
-        if request.headers.get("D360-API-KEY") != self.api_key:
-            return 401, {"error": "Invalid API key"}
-        try:
-            return 200, self._route(request, body)
-        except FakeAPIError as exc:
-            return exc.status, exc.body
-
-    def _route(self, request: web.Request, body: bytes) -> Any:
-        method, path = request.method, request.path
-        world = self._world
-        if path == "/calling/calls":
-            _allow(method, "POST")
-            return world.call_action(_json_body(request, body))
-        if path.startswith("/calling/permissions/"):
-            _allow(method, "GET")
-            return world.permissions(path.removeprefix("/calling/permissions/"))
-        if path == "/calling/settings":
-            _allow(method, "GET", "POST")
-            if method == "GET":
-                flag = request.query.get("include_sip_credentials", "false").lower() == "true"
-                return world.get_settings(flag)
-            return world.update_settings(_json_body(request, body))
-        if path == "/messages":
-            _allow(method, "POST")
-            return self._message(_json_body(request, body))
-        if path.startswith("/_fake/"):
-            return self._control(method, path.removeprefix("/_fake/").split("/"), request, body)
-        raise FakeAPIError(404, {"error": f"Not found: {method} {path}"})
-
-    def _control(self, method: str, parts: list[str], request: web.Request, body: bytes) -> Any:
-        """``/_fake/…``: the user's side over HTTP, for tests in other languages and for
-        ``d360calling fake-server``. Not part of the real API."""
-        _allow(method, "POST", "GET")
-        try:
-            if parts == ["calls"] and method == "GET":
-                return {"calls": [_call_json(c) for c in self.calls.values()]}
-            if parts == ["calls"]:
-                data = _json_body(request, body) if body else {}
-                wa_id = data.get("from") if isinstance(data, dict) else None
-                if not isinstance(wa_id, str):
-                    raise FakeAPIError.invalid('POST /_fake/calls takes {"from": "<wa_id>"}')
-                return _call_json(
-                    self.user_calls(wa_id, sdp=data.get("sdp"), name=data.get("name"))
-                )
-            if len(parts) == 3 and parts[0] == "calls" and method == "POST":
-                verbs = {
-                    "answer": self.user_answers,
-                    "decline": self.user_declines,
-                    "hangup": self.user_hangs_up,
-                }
-                if parts[2] in verbs:
-                    return _call_json(verbs[parts[2]](parts[1]))
-            if len(parts) == 2 and parts[0] == "permissions" and method == "POST":
-                data = _json_body(request, body) if body else {}
-                self.grant_permission(parts[1], permanent=bool(data.get("permanent", False)))
-                return {"success": True}
-        except ScenarioError as exc:
-            raise FakeAPIError(409, {"error": str(exc)}) from None
-        raise FakeAPIError(404, {"error": f"Not found: {method} /_fake/{'/'.join(parts)}"})
-
-    def _message(self, body: Any) -> Any:
-        # Only the call-permission request is modelled; it is what counts against the
-        # send_call_permission_request limits.
-        interactive = body.get("interactive") if isinstance(body, dict) else None
-        if not (
-            isinstance(interactive, dict)
-            and body.get("type") == "interactive"
-            and interactive.get("type") == "call_permission_request"
-            and isinstance(body.get("to"), str)
-        ):
-            raise FakeAPIError.invalid(
-                "the fake models only interactive call_permission_request messages"
-            )
-        message_id = self._world.request_permission(body["to"])
-        wa_id = body["to"].lstrip("+")
-        return {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": body["to"], "wa_id": wa_id}],
-            "messages": [{"id": message_id}],
-        }
-
-
-def _call_json(call: FakeCall) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "direction": call.direction,
-        "user": call.user,
-        "state": call.state,
-        "end_reason": call.end_reason,
-        "actions": list(call.actions),
-    }
-
-
-def _allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise FakeAPIError(405, {"error": f"Method {method} not allowed"})
-
-
-def _json_body(request: web.Request, body: bytes) -> Any:
-    if not request.content_type.startswith("application/json"):
-        raise FakeAPIError.invalid("Content-Type must be application/json")
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise FakeAPIError.invalid("The request body is not valid JSON") from None
-
-
-def _action_of(request: web.Request, body: bytes) -> str | None:
-    if request.path != "/calling/calls" or not body:
-        return None
-    try:
-        action = json.loads(body).get("action")
-    except (ValueError, AttributeError):
-        return None
-    return action if isinstance(action, str) else None
-
-
-def _drop(request: web.Request) -> web.StreamResponse:
-    assert request.transport is not None
-    request.transport.abort()
-    raise web.HTTPInternalServerError()  # never reaches the client: the socket is gone
-
-
-async def _respond(
-    request: web.Request, status: int, payload: bytes, fault: Fault | None
-) -> web.StreamResponse:
-    headers = CIMultiDict(fault.headers if fault is not None else {})
-    if fault is not None and fault.content_type is not None:
-        headers["Content-Type"] = fault.content_type
-    headers.setdefault("Content-Type", "application/json")
-    if fault is None or not (fault.truncate or fault.slow_body or fault.chunked):
-        return web.Response(status=status, body=payload, headers=headers)
-    response = web.StreamResponse(status=status, headers=headers)
-    if fault.chunked:
-        response.enable_chunked_encoding()
-    else:
-        response.content_length = len(payload)
-    await response.prepare(request)
-    if fault.truncate:
-        await response.write(payload[: len(payload) // 2])
-        assert request.transport is not None
-        request.transport.close()  # flushes what was written, then closes: a cut body
-        return response
-    pieces = 5 if fault.slow_body else 1
-    step = max(1, -(-len(payload) // pieces))
-    for start in range(0, max(len(payload), 1), step):
-        if fault.slow_body:
-            await asyncio.sleep(fault.slow_body / pieces)
-        await response.write(payload[start : start + step])
-    await response.write_eof()
-    return response
+    def _dispatch(self, request: Incoming) -> Any:
+        if request.path.startswith(CONTROL_PREFIX):
+            return control_route(self._world, request)
+        return api_route(self._world, self._contract, request)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .._sync_client import Client
     from ._server import FakeCallingAPI
 
+__all__ = ("d360_client", "d360_fake_api")
+
 # The library is imported inside the fixtures, so a project that has d360calling installed
 # but does not use these fixtures does not pay for importing aiohttp at pytest start-up.
 

@@ -6,12 +6,14 @@
 
 from ..errors import WebhookParseError
 from ..models.webhooks import (
+    AsyncCallActions,
     CallConnectEvent,
     CallEvent,
     CallStatusEvent,
     CallTerminateEvent,
     ContactProfile,
     PermissionReplyEvent,
+    SyncCallActions,
     UnknownEvent,
     WebhookContact,
     WebhookError,
@@ -25,6 +27,7 @@ from ._tracker import CallRecord, CallStore, CallTracker, InMemoryCallStore
 
 __all__ = (
     "SIGNATURE_HEADER",
+    "AsyncCallActions",
     "CallConnectEvent",
     "CallEvent",
     "CallRecord",
@@ -35,6 +38,7 @@ __all__ = (
     "ContactProfile",
     "InMemoryCallStore",
     "PermissionReplyEvent",
+    "SyncCallActions",
     "UnknownEvent",
     "WebhookAuth",
     "WebhookContact",

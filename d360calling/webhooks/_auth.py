@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import attrs
 
+__all__ = ("SIGNATURE_HEADER", "WebhookAuth", "signature", "verify_signature")
+
 SIGNATURE_HEADER = "x-360dialog-signature"
 
 

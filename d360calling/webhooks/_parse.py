@@ -23,10 +23,12 @@ from ..models.webhooks import (
     WebhookMetadata,
 )
 
+__all__ = ("parse_webhook",)
+
 T = TypeVar("T")
 
 
-def parse_webhook(body: bytes | str | Mapping[str, Any]) -> list[WebhookEvent]:
+def parse_webhook(body: bytes | str | Mapping[str, object]) -> list[WebhookEvent]:
     """Every event in a webhook delivery, in the order they appear.
 
     Raises :class:`~d360calling.WebhookParseError` for a body that is not JSON or not a
@@ -49,7 +51,7 @@ def parse_webhook(body: bytes | str | Mapping[str, Any]) -> list[WebhookEvent]:
     return events
 
 
-def _load(body: bytes | str | Mapping[str, Any]) -> Any:
+def _load(body: bytes | str | Mapping[str, object]) -> Any:
     if isinstance(body, Mapping):
         return body
     try:

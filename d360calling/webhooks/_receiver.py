@@ -13,8 +13,8 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -31,9 +31,15 @@ from ._auth import WebhookAuth
 from ._parse import parse_webhook
 from ._tracker import CallRecord, CallTracker
 
+__all__ = ("Callback", "StaleCallback", "WebhookReceiver")
+
 _log = logging.getLogger("d360calling.webhooks")
 
-Callback = Callable[[Any], Awaitable[None]]
+E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
+
+Callback = Callable[[E], Awaitable[None]]
+"""An async callback for one kind of event: ``Callback[CallConnectEvent]``."""
 StaleCallback = Callable[[WebhookEvent, str], Awaitable[None]]
 
 
@@ -49,12 +55,12 @@ class WebhookReceiver:
     def __init__(
         self,
         *,
-        on_connect: Callback | None = None,
-        on_status: Callback | None = None,
-        on_terminate: Callback | None = None,
-        on_permission_reply: Callback | None = None,
-        on_unknown: Callback | None = None,
-        on_event: Callback | None = None,
+        on_connect: Callback[CallConnectEvent] | None = None,
+        on_status: Callback[CallStatusEvent] | None = None,
+        on_terminate: Callback[CallTerminateEvent] | None = None,
+        on_permission_reply: Callback[PermissionReplyEvent] | None = None,
+        on_unknown: Callback[UnknownEvent] | None = None,
+        on_event: Callback[WebhookEvent] | None = None,
         on_stale: StaleCallback | None = None,
         signing_secret: str | bytes | None = None,
         secret_header: tuple[str, str] | None = None,
@@ -68,13 +74,11 @@ class WebhookReceiver:
             header_name=secret_header[0] if secret_header else None,
             header_value=secret_header[1] if secret_header else None,
         )
-        self._callbacks: dict[type, Callback | None] = {
-            CallConnectEvent: on_connect,
-            CallStatusEvent: on_status,
-            CallTerminateEvent: on_terminate,
-            PermissionReplyEvent: on_permission_reply,
-            UnknownEvent: on_unknown,
-        }
+        self._on_connect = on_connect
+        self._on_status = on_status
+        self._on_terminate = on_terminate
+        self._on_permission_reply = on_permission_reply
+        self._on_unknown = on_unknown
         self._on_event = on_event
         self._on_stale = on_stale
         self.max_age = max_age
@@ -129,7 +133,7 @@ class WebhookReceiver:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _remember_key(self, memory: OrderedDict[Any, None], key: Any) -> None:
+    def _remember_key(self, memory: OrderedDict[K, None], key: K) -> None:
         memory[key] = None
         if len(memory) > self._remember:
             memory.popitem(last=False)
@@ -168,11 +172,27 @@ class WebhookReceiver:
             if self._on_stale is not None:
                 await self._on_stale(event, stale)
             return
-        callback = self._callbacks.get(type(event))
-        if callback is not None:
-            await callback(event)
+        pending = self._specific_callback(event)
+        if pending is not None:
+            await pending
         if self._on_event is not None:
             await self._on_event(event)
+
+    def _specific_callback(self, event: WebhookEvent) -> Awaitable[None] | None:
+        """The run of the callback for this kind of event, if one was given (exact types, as
+        parse_webhook makes them)."""
+        if type(event) is CallConnectEvent:
+            return None if self._on_connect is None else self._on_connect(event)
+        if type(event) is CallStatusEvent:
+            return None if self._on_status is None else self._on_status(event)
+        if type(event) is CallTerminateEvent:
+            return None if self._on_terminate is None else self._on_terminate(event)
+        if type(event) is PermissionReplyEvent:
+            callback = self._on_permission_reply
+            return None if callback is None else callback(event)
+        if type(event) is UnknownEvent:
+            return None if self._on_unknown is None else self._on_unknown(event)
+        return None
 
     async def call(self, call_id: str) -> CallRecord | None:
         """The tracked state of a call."""

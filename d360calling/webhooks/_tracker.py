@@ -16,6 +16,8 @@ from ..models.webhooks import (
     WebhookEvent,
 )
 
+__all__ = ("CallRecord", "CallStore", "CallTracker", "InMemoryCallStore")
+
 RINGING, ANSWERED, ENDED = "ringing", "answered", "ended"
 
 

@@ -1,0 +1,206 @@
+"""ClientOptions: every setting of a client, validated once, shared by both clients, the CLI
+and the fake's client factories."""
+
+from __future__ import annotations
+
+import math
+import os
+import ssl
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import attrs
+
+from ._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_ANSWER_WINDOW,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_TIMEOUT,
+    MAX_RETRIES_LIMIT,
+)
+from ._retry import RetryPolicy
+from ._validation import check_base_url
+from .errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ("ClientOptionChanges", "ClientOptions", "check_max_retries", "check_seconds")
+
+
+def check_seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(f"{name} must be a number of seconds, got {value!r:.40}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidRequestError(f"{name} must be a positive, finite number of seconds")
+    return float(value)
+
+
+def check_max_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"max_retries must be an int, got {value!r:.40}")
+    if not 0 <= value <= MAX_RETRIES_LIMIT:
+        raise InvalidRequestError(f"max_retries must be between 0 and {MAX_RETRIES_LIMIT}")
+    return value
+
+
+def _api_key(value: str | None) -> str:
+    key = value if value is not None else os.environ.get(API_KEY_ENV)
+    if not key:
+        raise InvalidRequestError(f"no API key: pass api_key= or set {API_KEY_ENV}")
+    if not isinstance(key, str) or not key.isprintable() or key.strip() != key:
+        raise InvalidRequestError("api_key must be a printable str without surrounding spaces")
+    return key
+
+
+def _base_url(value: str | None) -> str:
+    return check_base_url(value or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+
+
+# One typed converter per field, so type checkers see what each constructor argument takes.
+def _timeout(value: float) -> float:
+    return check_seconds(value, "timeout")
+
+
+def _connect_timeout(value: float) -> float:
+    return check_seconds(value, "connect_timeout")
+
+
+def _keepalive_timeout(value: float) -> float:
+    return check_seconds(value, "keepalive_timeout")
+
+
+def _answer_window(value: float) -> float:
+    return check_seconds(value, "answer_window")
+
+
+def _max_retries(value: int) -> int:
+    return check_max_retries(value)
+
+
+def _pool_size(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError("pool_size must be a positive int")
+    return value
+
+
+def _retry_policy(value: RetryPolicy | None) -> RetryPolicy:
+    if value is None:
+        return RetryPolicy()
+    if not isinstance(value, RetryPolicy):
+        raise InvalidRequestError(f"retry_policy must be a RetryPolicy, got {value!r:.40}")
+    return value
+
+
+def _ssl_context(value: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise InvalidRequestError("ssl_context must be an ssl.SSLContext")
+    return value
+
+
+def _ca_bundle(value: str | os.PathLike[str] | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise InvalidRequestError(f"ca_bundle must be a path, got {value!r:.40}") from None
+
+
+def _flag(value: bool, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"{name} must be True or False, got {value!r:.40}")
+    return value
+
+
+def _strict(value: bool) -> bool:
+    return _flag(value, "strict")
+
+
+def _log_sdp_addresses(value: bool) -> bool:
+    return _flag(value, "log_sdp_addresses")
+
+
+@attrs.frozen(kw_only=True)
+class ClientOptions:
+    """Every setting of an :class:`AsyncClient` or :class:`Client`, checked when it is made.
+
+    ``api_key`` falls back to the ``D360_API_KEY`` environment variable and ``base_url`` to
+    ``D360_BASE_URL``, then to ``https://waba-v2.360dialog.io`` (plain ``http://`` only to a
+    loopback address). ``connect_timeout`` bounds the wait for a free pooled connection and,
+    separately, opening one; ``timeout`` bounds one attempt once it has its connection.
+    ``max_retries`` retries follow ``retry_policy``; answer-side actions stop retrying
+    ``answer_window`` seconds after the call unless given a ``deadline``. TLS is always
+    verified, against the system's CAs, the PEM file ``ca_bundle`` or ``ssl_context``.
+    ``strict=True`` makes unknown keys in responses an error (for tests that watch for API
+    drift); ``log_sdp_addresses=True`` stops redacting IP addresses in the wire log.
+
+    ``options.evolve(timeout=3)`` returns a copy with changes, checked the same way.
+    """
+
+    api_key: str = attrs.field(default=None, converter=_api_key, repr=False)
+    base_url: str = attrs.field(default=None, converter=_base_url)
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, converter=_timeout)
+    connect_timeout: float = attrs.field(
+        default=DEFAULT_CONNECT_TIMEOUT, converter=_connect_timeout
+    )
+    max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES, converter=_max_retries)
+    pool_size: int = attrs.field(default=DEFAULT_POOL_SIZE, converter=_pool_size)
+    keepalive_timeout: float = attrs.field(
+        default=DEFAULT_KEEPALIVE_TIMEOUT, converter=_keepalive_timeout
+    )
+    answer_window: float = attrs.field(default=DEFAULT_ANSWER_WINDOW, converter=_answer_window)
+    retry_policy: RetryPolicy = attrs.field(default=None, converter=_retry_policy)
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, converter=_ssl_context, eq=False)
+    ca_bundle: str | None = attrs.field(default=None, converter=_ca_bundle)
+    strict: bool = attrs.field(default=False, converter=_strict)
+    log_sdp_addresses: bool = attrs.field(default=False, converter=_log_sdp_addresses)
+
+    def __attrs_post_init__(self) -> None:
+        if self.ssl_context is not None and self.ca_bundle is not None:
+            raise InvalidRequestError("give ssl_context or ca_bundle, not both")
+
+    def evolve(self, **changes: Unpack[ClientOptionChanges]) -> ClientOptions:
+        """A copy with ``changes`` applied (the same names as the constructor's)."""
+        unknown = set(changes) - _FIELD_NAMES
+        if unknown:
+            raise InvalidRequestError(f"unknown client option(s): {', '.join(sorted(unknown))}")
+        return attrs.evolve(self, **changes)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context connections use: ``ssl_context``, one built from ``ca_bundle``, or
+        ``None`` for the system's defaults."""
+        if self.ca_bundle is None:
+            return self.ssl_context
+        try:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidRequestError(
+                f"ca_bundle {self.ca_bundle!r:.80} cannot be loaded: {exc}"
+            ) from None
+
+
+class ClientOptionChanges(TypedDict, total=False):
+    """The keyword spelling of :class:`ClientOptions`, for ``Client(**options)``-style calls
+    and :meth:`AsyncClient.with_options`."""
+
+    api_key: str | None
+    base_url: str | None
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+    pool_size: int
+    keepalive_timeout: float
+    answer_window: float
+    retry_policy: RetryPolicy | None
+    ssl_context: ssl.SSLContext | None
+    ca_bundle: str | os.PathLike[str] | None
+    strict: bool
+    log_sdp_addresses: bool
+
+
+_FIELD_NAMES = frozenset(field.name for field in attrs.fields(ClientOptions))

@@ -1,0 +1,184 @@
+"""Calls and their lifecycle: which action is allowed in which state, by which side, and
+what each does to the call (api-facts §1). Webhooks and permissions are the world's business;
+this module only keeps the calls. Not thread-safe on its own: the world calls it under its
+lock."""
+
+from __future__ import annotations
+
+import secrets
+
+import attrs
+
+from ._enums import CallAction, CallDirection, CallState, EndReason
+from ._errors import FakeAPIError, ScenarioError
+from ._sdp import sdp_problem
+
+__all__ = (
+    "Calls",
+    "FakeCall",
+    "check_sdp",
+)
+
+
+@attrs.define(eq=False)
+class FakeCall:
+    """One call as the fake sees it. Read it; change it only through the fake's methods.
+    The fake updates this object in place, so a test may hold on to it."""
+
+    id: str
+    direction: CallDirection
+    user: str
+    state: CallState
+    created_at: float
+    answer_by: float
+    offer_sdp: str
+    answer_sdp: str | None = None
+    biz_opaque_callback_data: str | None = None
+    user_name: str | None = None
+    connected_at: float | None = None
+    ended_at: float | None = None
+    end_reason: EndReason | None = None
+    actions: list[CallAction] = attrs.field(factory=list)  # business actions, in order
+
+    @property
+    def active(self) -> bool:
+        return self.state is not CallState.ENDED
+
+    @property
+    def duration(self) -> int | None:
+        if self.connected_at is None or self.ended_at is None:
+            return None
+        return round(self.ended_at - self.connected_at)
+
+
+class Calls:
+    def __init__(self, *, answer_window: float, max_concurrent_calls: int) -> None:
+        self.answer_window = answer_window
+        self.max_concurrent_calls = max_concurrent_calls
+        self.by_id: dict[str, FakeCall] = {}
+        # Calls still waiting for an answer: the timer looks at these only, not at history.
+        self._unanswered: dict[str, FakeCall] = {}
+
+    def new(
+        self, direction: CallDirection, user: str, offer: str, name: str | None, now: float
+    ) -> FakeCall:
+        call = FakeCall(
+            id="wacid." + secrets.token_urlsafe(33),
+            direction=direction,
+            user=user,
+            state=CallState.RINGING,
+            created_at=now,
+            answer_by=now + self.answer_window,
+            offer_sdp=offer,
+            user_name=name,
+        )
+        self.by_id[call.id] = call
+        self._unanswered[call.id] = call
+        return call
+
+    @property
+    def full(self) -> bool:
+        return sum(call.active for call in self.by_id.values()) >= self.max_concurrent_calls
+
+    def due(self, now: float) -> list[FakeCall]:
+        """The calls whose answer window has passed."""
+        return [call for call in self._unanswered.values() if call.answer_by <= now]
+
+    def end(self, call: FakeCall, reason: EndReason, now: float) -> None:
+        call.state, call.end_reason, call.ended_at = CallState.ENDED, reason, now
+        self._unanswered.pop(call.id, None)
+
+    def _connect(self, call: FakeCall, now: float) -> None:
+        call.state, call.connected_at = CallState.ACCEPTED, now
+        self._unanswered.pop(call.id, None)
+
+    # -- the business's side (the API) --------------------------------------------------
+
+    def for_action(self, call_id: str, action: CallAction) -> FakeCall:
+        call = self.by_id.get(call_id)
+        if call is None:
+            raise FakeAPIError.invalid(f"call_id: Invalid call_id '{call_id}'")
+        call.actions.append(action)  # recorded even when refused: tests check what was tried
+        return call
+
+    def check_room_for(self, wa_id: str) -> None:
+        """What ``connect`` needs of the calls: none ongoing with the user, and room."""
+        if any(call.active and call.user == wa_id for call in self.by_id.values()):
+            raise FakeAPIError.meta(138003, f"A call with {wa_id} is already ongoing")
+        if self.full:
+            raise FakeAPIError.meta(138002, f"{self.max_concurrent_calls} concurrent calls")
+
+    def answer(
+        self,
+        call: FakeCall,
+        action: CallAction,
+        sdp: str,
+        callback_data: str | None,
+        *,
+        need_fingerprint: bool,
+        now: float,
+    ) -> bool:
+        """``pre_accept`` or ``accept`` an inbound call; True when it connected the call."""
+        if call.direction is not CallDirection.USER_INITIATED:
+            raise FakeAPIError.invalid(f"{action} is for user-initiated calls only")
+        _refuse_if_over(call, action)
+        check_sdp(sdp, need_fingerprint=need_fingerprint)
+        if sdp == call.offer_sdp:
+            raise FakeAPIError.invalid(f"{action}: the SDP is the caller's offer, not an answer")
+        if call.state is CallState.PRE_ACCEPTED and sdp != call.answer_sdp:
+            raise FakeAPIError.invalid("The accept SDP answer does not match the pre_accept one")
+        if call.state is CallState.ACCEPTED:
+            raise FakeAPIError.invalid(f"{action}: the call is already in progress")
+        call.answer_sdp = sdp
+        if action is CallAction.PRE_ACCEPT:
+            call.state = CallState.PRE_ACCEPTED
+            return False
+        self._connect(call, now)
+        if callback_data is not None:
+            call.biz_opaque_callback_data = callback_data
+        return True
+
+    def check_reject(self, call: FakeCall) -> None:
+        if call.direction is not CallDirection.USER_INITIATED:
+            raise FakeAPIError.invalid("reject is for user-initiated calls; use terminate")
+        _refuse_if_over(call, CallAction.REJECT)
+        if call.state is CallState.ACCEPTED:
+            raise FakeAPIError.invalid("reject: the call is already in progress; use terminate")
+
+    def check_terminate(self, call: FakeCall) -> None:
+        _refuse_if_over(call, CallAction.TERMINATE)
+
+    # -- the user's side (the test) -----------------------------------------------------
+
+    def ringing_outbound(self, call_id: str, verb: str) -> FakeCall:
+        call = self.by_id.get(call_id)
+        if call is None:
+            raise ScenarioError(f"no call {call_id!r}")
+        if call.direction is not CallDirection.BUSINESS_INITIATED or (
+            call.state is not CallState.RINGING
+        ):
+            raise ScenarioError(f"the user can only {verb} a ringing business-initiated call")
+        return call
+
+    def active_call(self, call_id: str) -> FakeCall:
+        call = self.by_id.get(call_id)
+        if call is None or not call.active:
+            raise ScenarioError(f"no active call {call_id!r}")
+        return call
+
+    def picked_up(self, call: FakeCall, sdp: str, now: float) -> None:
+        """The user answered a business-initiated call."""
+        call.answer_sdp = sdp
+        self._connect(call, now)
+
+
+def check_sdp(sdp: str, *, need_fingerprint: bool) -> None:
+    problem = sdp_problem(sdp, need_fingerprint=need_fingerprint)
+    if problem:
+        raise FakeAPIError.invalid(f"session.sdp: Invalid SDP: {problem}")
+
+
+def _refuse_if_over(call: FakeCall, action: CallAction) -> None:
+    if call.state is CallState.ENDED:
+        reason = call.end_reason or "ended"
+        raise FakeAPIError.invalid(f"{action}: the call has already ended ({reason})")

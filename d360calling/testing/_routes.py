@@ -1,0 +1,90 @@
+"""The API's routes: ``/calling/calls``, ``/calling/permissions/{wa_id}``,
+``/calling/settings`` and (for call-permission requests only) ``/messages``. Each body is
+checked against the contract before the world sees it, so the world handles only
+well-formed requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._contract import Contract
+from ._errors import FakeAPIError
+from ._world import FakeWorld
+
+__all__ = (
+    "Incoming",
+    "PERMISSIONS_PREFIX",
+    "allow",
+    "api_route",
+    "not_found",
+)
+
+PERMISSIONS_PREFIX = "/calling/permissions/"
+
+
+@attrs.frozen
+class Incoming:
+    """What a route needs of a request (the handler has already read the body)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        if not self.content_type.startswith("application/json"):
+            raise FakeAPIError.invalid("Content-Type must be application/json")
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise FakeAPIError.invalid("The request body is not valid JSON") from None
+
+
+def allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise FakeAPIError.dialog(405, f"Method {method} not allowed")
+
+
+def not_found(method: str, path: str) -> FakeAPIError:
+    return FakeAPIError.dialog(404, f"Not found: {method} {path}")
+
+
+def api_route(world: FakeWorld, contract: Contract, request: Incoming) -> Any:
+    """The answer to an API request; a refusal is raised as :class:`FakeAPIError`."""
+    method, path = request.method, request.path
+    if path == "/calling/calls":
+        allow(method, "POST")
+        return world.call_action(_valid_body(contract, request))
+    if path.startswith(PERMISSIONS_PREFIX):
+        allow(method, "GET")
+        return world.permission_report(path.removeprefix(PERMISSIONS_PREFIX))
+    if path == "/calling/settings":
+        allow(method, "GET", "POST")
+        if method == "GET":
+            flag = request.query.get("include_sip_credentials", "false").lower() == "true"
+            return world.get_settings(flag)
+        return world.update_settings(_valid_body(contract, request))
+    if path == "/messages":
+        allow(method, "POST")
+        return _permission_request(world, _valid_body(contract, request))
+    raise not_found(method, path)
+
+
+def _valid_body(contract: Contract, request: Incoming) -> Any:
+    body = request.json()
+    contract.check(request.method, request.path, body)
+    return body
+
+
+def _permission_request(world: FakeWorld, body: dict[str, Any]) -> dict[str, Any]:
+    message_id = world.request_permission(body["to"])
+    return {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": body["to"], "wa_id": body["to"].lstrip("+")}],
+        "messages": [{"id": message_id}],
+    }
