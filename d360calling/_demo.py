@@ -35,6 +35,7 @@ __all__ = ("DemoError", "run_demo")
 
 E = TypeVar("E")
 
+CONVERSATION = 30.0  # seconds each demo call lasts
 CALLER = "4915112345678"  # calls the business
 CALLEE = "4915187654321"  # the business calls them
 WEBHOOK_WAIT = 10.0
@@ -120,6 +121,12 @@ def _permission_line(who: str, p: CallPermissions) -> str:
     return f"{who}: permission {p.permission.status}, can start a call: {p.can_start_call}"
 
 
+def _talk(fake: FakeCallingAPI, step: _Printer) -> None:
+    # The conversation passes on the fake's clock: the demo shows its length without waiting.
+    fake.clock.advance(CONVERSATION)
+    step("fake", f"{CONVERSATION:g} s of conversation pass on the fake's clock")
+
+
 async def _inbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookInbox) -> None:
     step = _Printer()
     print("\nAn inbound call: the user calls, the business answers", flush=True)
@@ -132,7 +139,7 @@ async def _inbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookInb
     step("business", "pre_accept → 200 (media can start connecting)")
     await connect.accept(client, answer)
     step("business", "accept → 200 (same SDP answer; the call is live)")
-    await asyncio.sleep(1.0)  # the conversation
+    _talk(fake, step)
     await client.terminate_call(call_id)
     step("business", "terminate → 200")
     await _expect(inbox, step, CallTerminateEvent, call_id=call_id)
@@ -159,7 +166,7 @@ async def _outbound(fake: FakeCallingAPI, client: AsyncClient, inbox: _WebhookIn
     fake.user_answers(call.call_id)
     await _expect(inbox, step, CallConnectEvent, call_id=call.call_id)
     await _expect(inbox, step, CallStatusEvent, status="ACCEPTED")
-    await asyncio.sleep(1.0)
+    _talk(fake, step)
     await client.terminate_call(call.call_id)
     step("business", "terminate → 200")
     await _expect(inbox, step, CallTerminateEvent, call_id=call.call_id)

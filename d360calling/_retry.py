@@ -50,7 +50,7 @@ class CallKind(enum.Enum):
     IDEMPOTENT = "idempotent"
 
 
-def _positive(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
+def _non_negative(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
     def check(_: object, __: attrs.Attribute[float], value: float) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise InvalidRequestError(
@@ -74,11 +74,13 @@ class RetryPolicy:
     deadlines from; tests pass their own to check delays without waiting for them.
     """
 
-    initial_delay: float = attrs.field(default=INITIAL_RETRY_DELAY, validator=_positive("initial"))
-    max_delay: float = attrs.field(default=MAX_RETRY_DELAY, validator=_positive("max_delay"))
+    initial_delay: float = attrs.field(
+        default=INITIAL_RETRY_DELAY, validator=_non_negative("initial_delay")
+    )
+    max_delay: float = attrs.field(default=MAX_RETRY_DELAY, validator=_non_negative("max_delay"))
     jitter: float = attrs.field(default=0.25, validator=_fraction)
     max_retry_after: float = attrs.field(
-        default=DEFAULT_MAX_RETRY_AFTER, validator=_positive("max_retry_after")
+        default=DEFAULT_MAX_RETRY_AFTER, validator=_non_negative("max_retry_after")
     )
     random: random.Random = attrs.field(factory=random.Random, eq=False, repr=False)
     sleep: Callable[[float], Awaitable[None]] = attrs.field(

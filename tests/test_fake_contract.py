@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from d360calling.testing import FakeCallingAPI, sample_answer, sample_offer
 from d360calling.testing._contract import DOCUMENTED_FILE, contract, openapi
@@ -165,3 +167,66 @@ async def test_valid_bodies_pass_and_reach_the_world(fake: FakeCallingAPI) -> No
     closed = {"calling": {"call_hours": {"status": "DISABLED"}}}  # open 24/7: nothing else needed
     assert await post(fake, "/calling/settings", closed) == (200, {"success": True})
     assert fake.settings["calling"]["call_hours"] == {"status": "DISABLED"}
+
+
+# The fast validator must agree with jsonschema on every body: it decides alone when a body is
+# valid. Bodies are drawn around valid ones, with fields dropped, retyped or replaced.
+_JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=8), st.just("wacid.X")
+)
+_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_VALID: dict[str, list[dict[str, Any]]] = {
+    "POST /calling/calls": [
+        {
+            "messaging_product": "whatsapp",
+            "action": "connect",
+            "to": USER,
+            "session": {"sdp_type": "offer", "sdp": "v=0\r\n"},
+            "biz_opaque_callback_data": "x",
+        },
+        {"messaging_product": "whatsapp", "action": "terminate", "call_id": "wacid.X"},
+        {
+            "messaging_product": "whatsapp",
+            "action": "accept",
+            "call_id": "wacid.X",
+            "session": {"sdp_type": "answer", "sdp": "v=0\r\n"},
+        },
+    ],
+    "POST /calling/settings": [
+        {"calling": {"status": "ENABLED"}},
+        {"calling": {"sip": {"status": "DISABLED", "servers": []}}},
+        {"calling": {"call_hours": {"status": "DISABLED"}}},
+    ],
+}
+
+
+@st.composite
+def _near_valid(draw: st.DrawFn) -> tuple[str, Any]:
+    route = draw(st.sampled_from(sorted(_VALID)))
+    body = json.loads(json.dumps(draw(st.sampled_from(_VALID[route]))))
+    for _ in range(draw(st.integers(0, 3))):
+        target = body
+        inner: list[str] = [k for k, v in body.items() if isinstance(v, dict)]
+        go_inside = draw(st.booleans())
+        if inner and go_inside:
+            target = body[draw(st.sampled_from(inner))]
+        key = draw(st.sampled_from([*target, "extra"])) if target else "extra"
+        if draw(st.booleans()) and key in target:
+            del target[key]
+        else:
+            target[key] = draw(_VALUES)
+    return route, body
+
+
+@settings(deadline=None)
+@given(case=_near_valid())
+def test_the_fast_validator_agrees_with_jsonschema(case: tuple[str, Any]) -> None:
+    route, body = case
+    rules = contract()
+    assert rules.fast[route].is_valid(body) == rules.validators[route].is_valid(body)

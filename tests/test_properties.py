@@ -19,7 +19,7 @@ from d360calling.testing import FakeCallingAPI, Fault, sample_answer, sample_off
 from d360calling.testing._contract import openapi
 
 USER = "4915112345678"
-# max_examples comes from the Hypothesis profile (tests/conftest.py): 150, or more to explore.
+# max_examples comes from the Hypothesis profile (tests/conftest.py): 100, or 2000 to explore.
 PROPERTIES = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

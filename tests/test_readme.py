@@ -46,6 +46,7 @@ def test_every_python_example_is_run_here() -> None:
         "WebhookReceiver(",
         "test_my_bot",
         "except",
+        "with_options(",
     ]
     assert sorted(BLOCKS) == sorted(block(m) for m in markers)
 
@@ -72,6 +73,15 @@ def test_settings_example(
     run_block("settings = client", api, monkeypatch)
     assert capsys.readouterr().out.strip() == "ENABLED DTLS"
     assert api.requests[-1].json == {"calling": {"call_icon_visibility": "DEFAULT"}}
+
+
+def test_options_example(
+    api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_block("with_options(", api, monkeypatch)
+    assert capsys.readouterr().out.split() == ["ENABLED", "ENABLED", "0"]
+    assert len(api.requests) == 2
+    assert len({r.peer for r in api.requests}) == 1  # one pooled connection for both
 
 
 def test_errors_example(
@@ -130,8 +140,9 @@ def test_the_pytest_example_passes_as_a_users_test_file(pytester: pytest.Pyteste
     pytester.makeini("[pytest]\nfilterwarnings = error\n")  # the user's project config
     # Without the plugins our own suite needs and the example does not (importing them is
     # most of this process's start-up): the fixtures come from d360calling's alone.
+    others = ("cacheprovider", "hypothesispytest", "asyncio", "anyio")
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:asyncio"
+        *(arg for name in others for arg in ("-p", f"no:{name}"))
     )
     result.assert_outcomes(passed=2)
 

@@ -79,8 +79,25 @@ def fast_client(api: FakeCallingAPI, **options: Any) -> AsyncClient:
     return AsyncClient(api_key=API_KEY, base_url=api.url, **options)
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-@pytest.mark.parametrize("failure", TRANSIENT)
+# A timeout takes real time (the attempt's own 0.3 s): one endpoint per kind of call runs it
+# in the fast suite, the others with the slow one.
+_TIMEOUT_EVERYWHERE = {"get_settings", "accept_call"}
+
+
+@pytest.mark.parametrize(
+    ("failure", "endpoint"),
+    [
+        pytest.param(
+            failure,
+            endpoint,
+            marks=[pytest.mark.slow]
+            if failure == "timeout" and endpoint not in _TIMEOUT_EVERYWHERE
+            else [],
+        )
+        for failure in TRANSIENT
+        for endpoint in ENDPOINTS
+    ],
+)
 @pytest.mark.asyncio
 async def test_resendable_calls_retry_transient_failures(
     api: FakeCallingAPI, endpoint: str, failure: str

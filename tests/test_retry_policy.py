@@ -211,5 +211,5 @@ def test_attempt_budget(
 def test_policy_values_are_checked() -> None:
     with pytest.raises(InvalidRequestError, match="jitter"):
         RetryPolicy(jitter=2)
-    with pytest.raises(InvalidRequestError, match="initial"):
+    with pytest.raises(InvalidRequestError, match="initial_delay"):
         RetryPolicy(initial_delay=-1)

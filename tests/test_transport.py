@@ -4,6 +4,7 @@ redirects, session ownership, lifecycle, response size limit, and secrets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -159,22 +160,31 @@ async def test_a_retry_waits_for_a_connection_no_longer_than_the_deadline(
 ) -> None:
     call = api.user_calls("4915100000002")
     api.inject(Fault(status=503, body=b""), action="accept")
-    api.inject(Fault(delay=1.5), method="GET", path="/calling/settings")
-    slow_backoff = RetryPolicy(initial_delay=0.2, max_delay=0.2, jitter=0.0)
+    api.inject(Fault(delay=30.0), method="GET", path="/calling/settings")
+    busy: list[asyncio.Future[object]] = []
+
+    async def take_the_only_connection(seconds: float) -> None:
+        """The backoff before the retry: meanwhile another request takes the pool's one
+        connection (and keeps it: the fake answers it in 30 s)."""
+        busy.append(asyncio.ensure_future(client.get_settings()))
+        for _ in range(1000):  # until the fake has it in hand; bounded
+            if api.in_flight:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the busy request never reached the fake")
+
+    policy = RetryPolicy(initial_delay=0.1, jitter=0.0, sleep=take_the_only_connection)
     async with make(
-        api, pool_size=1, connect_timeout=5.0, max_retries=3, retry_policy=slow_backoff
+        api, pool_size=1, connect_timeout=5.0, max_retries=3, retry_policy=policy
     ) as client:
         started = time.monotonic()
-        accept = asyncio.ensure_future(
-            client.accept_call(call.id, sample_answer(), deadline=time.time() + 0.6)
-        )
-        await asyncio.sleep(0.1)  # the 503 is back; the retry waits out its backoff
-        busy = asyncio.ensure_future(client.get_settings())  # takes the only connection
         with pytest.raises(APITimeoutError, match="no free connection") as info:
-            await accept
-        assert time.monotonic() - started < 1.0  # not connect_timeout, not the busy 1.5 s
+            await client.accept_call(call.id, sample_answer(), deadline=time.time() + 0.5)
+        assert time.monotonic() - started < 3.0  # the deadline, not connect_timeout's 5 s
         assert info.value.request_may_have_been_sent is False
-        await busy
+        busy[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await busy[0]
     assert len(api.call_actions("accept")) == 1
 
 

@@ -12,8 +12,8 @@ What a schema cannot say stays in code, next to the state it needs: the SDP (``_
 fingerprint depends on the settings), call-hour overlaps and past holidays (``_settings``),
 the call lifecycle (``_calls``) and the limits (``_permissions``).
 
-jsonschema comes with the ``testing`` extra; it is imported here only, when the first fake is
-made, so ``import d360calling`` never needs it.
+jsonschema and jsonschema-rs come with the ``testing`` extra; they are imported here only,
+when the first fake is made, so ``import d360calling`` never needs them.
 """
 
 from __future__ import annotations
@@ -67,14 +67,19 @@ def _seed_body_schema(spec: Mapping[str, Any], method: str, path: str) -> Any:
 
 @attrs.frozen
 class Contract:
-    """The validators of the request bodies, by ``"METHOD path"``."""
+    """The validators of the request bodies, by ``"METHOD path"``: ``validators`` (jsonschema)
+    say what is wrong with a body, ``fast`` (jsonschema-rs, the same schemas) only whether
+    anything is: about 1 µs a body instead of 0.6 ms, so a fake under a soak or a call bot's
+    load is not held up by its own checks."""
 
     validators: Mapping[str, Any]
+    fast: Mapping[str, Any]
 
     def check(self, method: str, path: str, body: Any) -> None:
         """Raise Meta's error 100 naming every failing field if ``body`` breaks the rules."""
-        validator = self.validators.get(f"{method} {path}")
-        if validator is None:
+        route = f"{method} {path}"
+        validator = self.validators.get(route)
+        if validator is None or self.fast[route].is_valid(body):
             return
         problems: list[str] = []
         for error in validator.iter_errors(body):
@@ -90,13 +95,14 @@ def contract() -> Contract:
     """The contract, built once per process (the validators are read-only)."""
     try:
         jsonschema = importlib.import_module("jsonschema")
-    except ImportError:  # pragma: no cover - the test environment has it
+        jsonschema_rs = importlib.import_module("jsonschema_rs")
+    except ImportError:  # pragma: no cover - the test environment has them
         raise ImportError(
-            "d360calling.testing validates requests with jsonschema: "
+            "d360calling.testing validates requests with jsonschema and jsonschema-rs: "
             "pip install 'd360calling[testing]'"
         ) from None
     spec, documented = openapi(), _load(DOCUMENTED_FILE)
-    validators = {}
+    validators, fast = {}, {}
     for route, rules in documented["requests"].items():
         method, path = route.split(" ", 1)
         root = {
@@ -107,7 +113,8 @@ def contract() -> Contract:
         }
         jsonschema.Draft202012Validator.check_schema(root)
         validators[route] = jsonschema.Draft202012Validator(root)
-    return Contract(validators)
+        fast[route] = jsonschema_rs.Draft202012Validator(root)
+    return Contract(validators, fast)
 
 
 # -- turning a jsonschema error into details that name the field ----------------------------
