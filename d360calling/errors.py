@@ -148,9 +148,23 @@ class APITimeoutError(APIConnectionError):
 class _ResponseError(APIError):
     """An error that came with an HTTP response: its status, headers and raw body."""
 
-    status_code: int
-    body: bytes
-    headers: Mapping[str, str]
+    def __init__(
+        self,
+        text: str,
+        *,
+        status_code: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        method: str,
+        path: str,
+    ):
+        super().__init__(text)
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers
+        self.method = method
+        self.path = path
+        self.request_id = request_id_from(headers)
 
 
 class ResponseDecodeError(_ResponseError):
@@ -166,13 +180,10 @@ class ResponseDecodeError(_ResponseError):
         method: str,
         path: str,
     ):
-        super().__init__(f"{message} (HTTP {status_code} on {method} {path})")
-        self.status_code = status_code
-        self.body = body
-        self.headers = headers
-        self.method = method
-        self.path = path
-        self.request_id = request_id_from(headers)
+        text = f"{message} (HTTP {status_code} on {method} {path})"
+        super().__init__(
+            text, status_code=status_code, body=body, headers=headers, method=method, path=path
+        )
 
 
 class UnsuccessfulResponseError(_ResponseError):
@@ -187,13 +198,10 @@ class UnsuccessfulResponseError(_ResponseError):
         method: str,
         path: str,
     ):
-        super().__init__(f"the API answered success=false (HTTP {status_code} on {method} {path})")
-        self.status_code = status_code
-        self.body = body
-        self.headers = headers
-        self.method = method
-        self.path = path
-        self.request_id = request_id_from(headers)
+        text = f"the API answered success=false (HTTP {status_code} on {method} {path})"
+        super().__init__(
+            text, status_code=status_code, body=body, headers=headers, method=method, path=path
+        )
 
 
 class APIStatusError(_ResponseError):
@@ -219,37 +227,21 @@ class APIStatusError(_ResponseError):
         details: str | None = None,
         fbtrace_id: str | None = None,
     ):
-        self.status_code = status_code
         self.message = message
-        self.body = body
-        self.headers = headers
-        self.method = method
-        self.path = path
         self.code = code
         self.error_subcode = error_subcode
         self.error_type = error_type
         self.details = details
         self.fbtrace_id = fbtrace_id
-        self.request_id = request_id_from(headers)
-        super().__init__(self._describe())
+        text = _describe(status_code, method, path, message, code, error_subcode, details)
+        super().__init__(
+            text, status_code=status_code, body=body, headers=headers, method=method, path=path
+        )
 
     @property
     def retry_after(self) -> float | None:
         """Seconds the server asked us to wait (``Retry-After``), if it said."""
         return parse_retry_after(self.headers)
-
-    def _describe(self) -> str:
-        text = f"HTTP {self.status_code} on {self.method} {self.path}: {self.message}"
-        codes = []
-        if self.code is not None:
-            codes.append(f"code {self.code}")
-        if self.error_subcode is not None:
-            codes.append(f"subcode {self.error_subcode}")
-        if codes:
-            text += f" ({', '.join(codes)})"
-        if self.details and self.details not in self.message:
-            text += f": {self.details}"
-        return text
 
 
 class BadRequestError(APIStatusError):
@@ -278,6 +270,28 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """HTTP 5xx: the API or something in front of it failed."""
+
+
+def _describe(
+    status_code: int,
+    method: str,
+    path: str,
+    message: str,
+    code: int | None,
+    error_subcode: int | None,
+    details: str | None,
+) -> str:
+    text = f"HTTP {status_code} on {method} {path}: {message}"
+    codes = []
+    if code is not None:
+        codes.append(f"code {code}")
+    if error_subcode is not None:
+        codes.append(f"subcode {error_subcode}")
+    if codes:
+        text += f" ({', '.join(codes)})"
+    if details and details not in message:
+        text += f": {details}"
+    return text
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

@@ -9,10 +9,10 @@ from d360calling.testing import (
     CallDirection,
     CallState,
     CallStatus,
+    CallTerminateStatus,
     EndReason,
     FakeCallingAPI,
     PermissionStatus,
-    TerminateStatus,
     sample_answer,
     sample_offer,
 )
@@ -48,7 +48,7 @@ def test_an_inbound_call_moves_through_its_states() -> None:
         assert f"{call.state}/{call.end_reason}" == "ended/terminated"
         fake.wait_for_webhooks()
         terminate = json.loads(fake.webhooks[-1].body)["entry"][0]["changes"][0]["value"]
-        assert terminate["calls"][0]["status"] == TerminateStatus.COMPLETED
+        assert terminate["calls"][0]["status"] == CallTerminateStatus.COMPLETED
         assert type(terminate["calls"][0]["status"]) is str
         assert terminate["calls"][0]["direction"] == "USER_INITIATED"
 

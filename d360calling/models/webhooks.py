@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Coroutine, Mapping
-from typing import ClassVar, Protocol, overload
+from typing import ClassVar, Protocol, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -28,6 +28,7 @@ from .calls import CallActionResponse, CallSession
 
 __all__ = (
     "AsyncCallActions",
+    "CallActions",
     "CallConnectEvent",
     "CallEvent",
     "CallStatusEvent",
@@ -48,8 +49,12 @@ _SPACE = re.compile(r"\s+")
 _Pending = Coroutine[object, object, CallActionResponse]
 
 
-class AsyncCallActions(Protocol):
-    """What the event shortcuts need of an async client, such as ``AsyncClient``."""
+_R_co = TypeVar("_R_co", covariant=True)
+
+
+class CallActions(Protocol[_R_co]):
+    """What the event shortcuts need of a client: its answer-side call actions, each giving
+    ``_R_co``."""
 
     def pre_accept_call(
         self,
@@ -59,7 +64,7 @@ class AsyncCallActions(Protocol):
         deadline: float | datetime.datetime | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
-    ) -> _Pending: ...
+    ) -> _R_co: ...
 
     def accept_call(
         self,
@@ -70,7 +75,7 @@ class AsyncCallActions(Protocol):
         deadline: float | datetime.datetime | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
-    ) -> _Pending: ...
+    ) -> _R_co: ...
 
     def reject_call(
         self,
@@ -79,7 +84,7 @@ class AsyncCallActions(Protocol):
         deadline: float | datetime.datetime | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
-    ) -> _Pending: ...
+    ) -> _R_co: ...
 
     def terminate_call(
         self,
@@ -88,50 +93,13 @@ class AsyncCallActions(Protocol):
         deadline: float | datetime.datetime | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
-    ) -> _Pending: ...
+    ) -> _R_co: ...
 
 
-class SyncCallActions(Protocol):
-    """What the event shortcuts need of a blocking client, such as ``Client``."""
-
-    def pre_accept_call(
-        self,
-        call_id: str,
-        sdp: str,
-        *,
-        deadline: float | datetime.datetime | None = ...,
-        timeout: float | None = ...,
-        max_retries: int | None = ...,
-    ) -> CallActionResponse: ...
-
-    def accept_call(
-        self,
-        call_id: str,
-        sdp: str,
-        *,
-        biz_opaque_callback_data: str | None = ...,
-        deadline: float | datetime.datetime | None = ...,
-        timeout: float | None = ...,
-        max_retries: int | None = ...,
-    ) -> CallActionResponse: ...
-
-    def reject_call(
-        self,
-        call_id: str,
-        *,
-        deadline: float | datetime.datetime | None = ...,
-        timeout: float | None = ...,
-        max_retries: int | None = ...,
-    ) -> CallActionResponse: ...
-
-    def terminate_call(
-        self,
-        call_id: str,
-        *,
-        deadline: float | datetime.datetime | None = ...,
-        timeout: float | None = ...,
-        max_retries: int | None = ...,
-    ) -> CallActionResponse: ...
+AsyncCallActions: TypeAlias = CallActions[_Pending]
+"""An async client, such as ``AsyncClient``: each action gives a coroutine to await."""
+SyncCallActions: TypeAlias = CallActions[CallActionResponse]
+"""A blocking client, such as ``Client``: each action gives the response."""
 
 
 @attrs.frozen(kw_only=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._calls import FakeCall
-from ._enums import PermissionResponse, PermissionSource
+from ._enums import PermissionReplyResponse, PermissionReplySource
 from ._errors import FakeAPIError, ScenarioError
 from ._routes import Incoming, allow, not_found
 from ._world import FakeWorld
@@ -65,9 +65,9 @@ def control_route(world: FakeWorld, request: Incoming) -> Any:
         if len(parts) == 2 and parts[0] == "permissions" and method == "POST":
             world.set_permission(
                 parts[1],
-                PermissionResponse.ACCEPT,
+                PermissionReplyResponse.ACCEPT,
                 permanent=bool(_data(request).get("permanent", False)),
-                source=PermissionSource.USER_ACTION,
+                source=PermissionReplySource.USER_ACTION,
                 context_id=None,
                 notify=True,
             )

@@ -1,5 +1,7 @@
-"""The fake's states and the API's fixed vocabularies, as string enums: a member equals its
-wire value (``CallState.ACCEPTED == "accepted"``), so tests may compare with either."""
+"""The fake's own states as string enums: a member equals its value
+(``CallState.ACCEPTED == "accepted"``), so tests may compare with either. The API's
+vocabularies (call actions, directions, statuses, permission states) are the models' enums,
+re-exported here for the fake's users."""
 
 from __future__ import annotations
 
@@ -15,16 +17,26 @@ else:  # pragma: no cover - Python 3.10
             return str(self.value)
 
 
+from ..models._enums import (
+    CallAction,
+    CallDirection,
+    CallStatus,
+    CallTerminateStatus,
+    PermissionReplyResponse,
+    PermissionReplySource,
+    PermissionStatus,
+)
+
 __all__ = (
     "CallAction",
     "CallDirection",
     "CallState",
     "CallStatus",
+    "CallTerminateStatus",
     "EndReason",
-    "PermissionResponse",
-    "PermissionSource",
+    "PermissionReplyResponse",
+    "PermissionReplySource",
     "PermissionStatus",
-    "TerminateStatus",
 )
 
 
@@ -37,21 +49,6 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
-class CallDirection(StrEnum):
-    USER_INITIATED = "USER_INITIATED"
-    BUSINESS_INITIATED = "BUSINESS_INITIATED"
-
-
-class CallAction(StrEnum):
-    """The ``action`` of ``POST /calling/calls``."""
-
-    CONNECT = "connect"
-    PRE_ACCEPT = "pre_accept"
-    ACCEPT = "accept"
-    REJECT = "reject"
-    TERMINATE = "terminate"
-
-
 class EndReason(StrEnum):
     """Why a call ended: which side ended it, and how."""
 
@@ -61,35 +58,3 @@ class EndReason(StrEnum):
     DECLINED = "declined"  # the user declined a business-initiated call
     NOT_ANSWERED = "not_answered"  # the answer window passed
     FAILED = "failed"  # a media or connection failure (terminate ``FAILED``)
-
-
-class CallStatus(StrEnum):
-    """The ``statuses[].status`` webhook of a business-initiated call."""
-
-    RINGING = "RINGING"
-    ACCEPTED = "ACCEPTED"
-    REJECTED = "REJECTED"
-
-
-class TerminateStatus(StrEnum):
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-class PermissionStatus(StrEnum):
-    NO_PERMISSION = "no_permission"
-    TEMPORARY = "temporary"
-    PERMANENT = "permanent"
-
-
-class PermissionResponse(StrEnum):
-    ACCEPT = "accept"
-    REJECT = "reject"
-
-
-class PermissionSource(StrEnum):
-    """``response_source`` of a permission reply: ``automatic`` covers the callback grant
-    after an inbound call and the revoke after four unanswered calls."""
-
-    USER_ACTION = "user_action"
-    AUTOMATIC = "automatic"

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from ._calls import FakeCall
-from ._enums import CallDirection, CallStatus, PermissionResponse, TerminateStatus
+from ._enums import CallDirection, CallStatus, CallTerminateStatus, PermissionReplyResponse
 from ._errors import meta_error_body
 from ._permissions import PermissionReply
 
@@ -124,7 +124,9 @@ def call_terminate(
         "event": "terminate",
         "direction": call.direction,
         "timestamp": _ts(at),
-        "status": TerminateStatus.FAILED if error_code is not None else TerminateStatus.COMPLETED,
+        "status": CallTerminateStatus.FAILED
+        if error_code is not None
+        else CallTerminateStatus.COMPLETED,
     }
     if call.connected_at is not None and call.ended_at is not None:
         entry["start_time"] = _ts(call.connected_at)
@@ -154,7 +156,7 @@ def permission_reply(reply: PermissionReply, at: float, context_id: str | None) 
         "is_permanent": reply.is_permanent,
         "response_source": reply.source,
     }
-    if reply.response is PermissionResponse.ACCEPT and reply.expires_at is not None:
+    if reply.response is PermissionReplyResponse.ACCEPT and reply.expires_at is not None:
         body["expiration_timestamp"] = _ts(reply.expires_at)
     message: dict[str, Any] = {
         "from": reply.wa_id,

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._enums import PermissionResponse, PermissionSource, PermissionStatus
+from ._enums import PermissionReplyResponse, PermissionReplySource, PermissionStatus
 from ._errors import FakeAPIError
 
 __all__ = (
@@ -62,9 +62,9 @@ class PermissionReply:
     ``call_permission_reply`` webhook reports it."""
 
     wa_id: str
-    response: PermissionResponse
+    response: PermissionReplyResponse
     is_permanent: bool
-    source: PermissionSource
+    source: PermissionReplySource
     expires_at: int | None
 
 
@@ -158,14 +158,14 @@ class Permissions:
     def answer(
         self,
         wa_id: str,
-        response: PermissionResponse,
+        response: PermissionReplyResponse,
         *,
         permanent: bool,
-        source: PermissionSource,
+        source: PermissionReplySource,
         now: float,
     ) -> PermissionReply:
         user = self.user(wa_id, now)
-        if response is PermissionResponse.ACCEPT:
+        if response is PermissionReplyResponse.ACCEPT:
             user.permission = (
                 PermissionStatus.PERMANENT if permanent else PermissionStatus.TEMPORARY
             )
@@ -176,7 +176,7 @@ class Permissions:
         return PermissionReply(
             user.wa_id,
             response,
-            permanent and response is PermissionResponse.ACCEPT,
+            permanent and response is PermissionReplyResponse.ACCEPT,
             source,
             user.expires_at,
         )

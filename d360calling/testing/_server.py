@@ -24,7 +24,7 @@ from ._clock import FakeClock
 from ._contract import contract
 from ._control import CONTROL_PREFIX, control_route
 from ._delivery import WebhookDelivery, WebhookSender
-from ._enums import PermissionResponse, PermissionSource
+from ._enums import PermissionReplyResponse, PermissionReplySource
 from ._errors import ScenarioError
 from ._faults import Fault, FaultPlan, InjectedFault, RandomFaults
 from ._http import Handler
@@ -355,9 +355,9 @@ class FakeCallingAPI:
         With ``notify=False`` no webhook is sent: use it to set up a test's starting state."""
         self._world.set_permission(
             wa_id,
-            PermissionResponse.ACCEPT,
+            PermissionReplyResponse.ACCEPT,
             permanent=permanent,
-            source=PermissionSource.USER_ACTION,
+            source=PermissionReplySource.USER_ACTION,
             context_id=None,
             notify=notify,
         )
@@ -366,9 +366,9 @@ class FakeCallingAPI:
         """The user withdraws permission."""
         self._world.set_permission(
             wa_id,
-            PermissionResponse.REJECT,
+            PermissionReplyResponse.REJECT,
             permanent=False,
-            source=PermissionSource.USER_ACTION,
+            source=PermissionReplySource.USER_ACTION,
             context_id=None,
             notify=notify,
         )
@@ -383,9 +383,9 @@ class FakeCallingAPI:
                 raise ScenarioError(f"no call-permission request was sent to {wa_id}")
             self._world.set_permission(
                 wa_id,
-                PermissionResponse.ACCEPT if accept else PermissionResponse.REJECT,
+                PermissionReplyResponse.ACCEPT if accept else PermissionReplyResponse.REJECT,
                 permanent=permanent,
-                source=PermissionSource.USER_ACTION,
+                source=PermissionReplySource.USER_ACTION,
                 context_id=request_id,
                 notify=True,
             )

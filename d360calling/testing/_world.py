@@ -21,8 +21,8 @@ from ._enums import (
     CallDirection,
     CallStatus,
     EndReason,
-    PermissionResponse,
-    PermissionSource,
+    PermissionReplyResponse,
+    PermissionReplySource,
     PermissionStatus,
 )
 from ._errors import ScenarioError
@@ -130,10 +130,10 @@ class FakeWorld:
     def set_permission(
         self,
         wa_id: str,
-        response: PermissionResponse,
+        response: PermissionReplyResponse,
         *,
         permanent: bool,
-        source: PermissionSource,
+        source: PermissionReplySource,
         context_id: str | None,
         notify: bool,
     ) -> None:
@@ -169,9 +169,9 @@ class FakeWorld:
             ):
                 self.set_permission(
                     user.wa_id,
-                    PermissionResponse.ACCEPT,
+                    PermissionReplyResponse.ACCEPT,
                     permanent=False,
-                    source=PermissionSource.AUTOMATIC,
+                    source=PermissionReplySource.AUTOMATIC,
                     context_id=call.id,
                     notify=True,
                 )
@@ -220,9 +220,9 @@ class FakeWorld:
         if self.permissions.unanswered(self.user(call.user)):
             self.set_permission(
                 call.user,
-                PermissionResponse.REJECT,
+                PermissionReplyResponse.REJECT,
                 permanent=False,
-                source=PermissionSource.AUTOMATIC,
+                source=PermissionReplySource.AUTOMATIC,
                 context_id=None,
                 notify=True,
             )

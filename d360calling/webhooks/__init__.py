@@ -7,6 +7,7 @@
 from ..errors import WebhookParseError
 from ..models.webhooks import (
     AsyncCallActions,
+    CallActions,
     CallConnectEvent,
     CallEvent,
     CallStatusEvent,
@@ -28,6 +29,7 @@ from ._tracker import CallRecord, CallStore, CallTracker, InMemoryCallStore
 __all__ = (
     "SIGNATURE_HEADER",
     "AsyncCallActions",
+    "CallActions",
     "CallConnectEvent",
     "CallEvent",
     "CallRecord",
