@@ -4,6 +4,8 @@ per attempt; and the options object with with_options() sharing one pool."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from d360calling import (
@@ -12,6 +14,7 @@ from d360calling import (
     AsyncClient,
     AuthenticationError,
     Client,
+    ClientMisuseError,
     ClientOptions,
     InvalidRequestError,
     RetryPolicy,
@@ -147,3 +150,22 @@ def test_sync_with_options_shares_the_pool(api: FakeCallingAPI) -> None:
         quick.close()
         assert client.get_settings().calling.status == "ENABLED"
         assert len(api.requests_to("GET", "/calling/settings")) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_client_used_on_another_loop_is_client_misuse(api: FakeCallingAPI) -> None:
+    async with AsyncClient(api_key=API_KEY, base_url=api.url) as client:
+        await client.get_settings()  # the client is now bound to this loop
+
+        def from_another_loop() -> BaseException | None:
+            try:
+                asyncio.run(client.get_settings())
+            except BaseException as exc:  # handed back to the test's loop to assert on
+                return exc
+            return None
+
+        error = await asyncio.to_thread(from_another_loop)
+        assert isinstance(error, ClientMisuseError)
+        assert not isinstance(error, APIError)  # a mistake in the calling code, not the API's
+        assert "one client per event loop" in str(error)
+        assert len(api.requests_to("GET", "/calling/settings")) == 1
