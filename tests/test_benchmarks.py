@@ -83,3 +83,30 @@ def test_a_quick_run_refuses_to_write_a_report() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--quick", "--report", "docs/benchmarks.md"])
     assert exited.value.code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_ab_command_compares_against_a_revision_and_cleans_up() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ab", "HEAD", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "16", "64"]
+    above = {line.split("|")[1].strip(): line.split("|")[2] for line in lines[-2:]}
+    assert set(above) == {"HEAD", "here"}
+    assert all(float(value.split()[0]) > 0 for value in above.values())
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert float(cells[1]) > 0
+        assert all("(" in cell and float(cell.split()[0]) > 0 for cell in cells[2:])
+    worktrees = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "d360-ab-" not in worktrees
