@@ -141,7 +141,7 @@ async def test_no_free_connection_in_time_is_a_timeout_that_sent_nothing(
         started = time.monotonic()
         with pytest.raises(APITimeoutError, match=r"no free connection within 0\.1 s") as info:
             await client.connect_call("4915100000001", OFFER)
-        assert 0.09 <= time.monotonic() - started < 0.4
+        assert 0.09 <= time.monotonic() - started < 1.5  # connect_timeout's 0.1 s, not 2 s
         assert info.value.request_may_have_been_sent is False
         assert api.call_actions("connect") == []
         (line,) = [r for r in caplog.records if r.name == "d360calling"]
