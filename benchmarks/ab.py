@@ -49,29 +49,13 @@ def _worktree(rev: str) -> Iterator[Path]:
             )
 
 
-def _measure(tree: Path, variant: str, concurrency: int, port: int, cpu: str | None) -> float:
-    env = _env(cpu)
-    env["PYTHONPATH"] = str(tree)  # that tree's d360calling and benchmarks, not the installed
-    warmup, seconds = "0.5", "1.5"  # as in a full benchmark run
-    command = [sys.executable, "-m", "benchmarks._measure", variant, str(concurrency), str(port)]
-    out = subprocess.run(
-        [*command, warmup, seconds],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_us"])
-
-
-def _overhead(tree: Path, cpu: str | None) -> float:
+def _in_tree(tree: Path, args: list[str], cpu: str | None, key: str) -> float:
+    """Run ``python ARGS`` on ``tree``'s d360calling (not the installed one); the number at
+    ``key`` of the JSON it prints last."""
     env = _env(cpu)
     env["PYTHONPATH"] = str(tree)
-    probe = ROOT / "benchmarks" / "_overhead.py"  # this tree's probe, that tree's library
     out = subprocess.run(
-        [sys.executable, str(probe)],
+        [sys.executable, *args],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -79,7 +63,18 @@ def _overhead(tree: Path, cpu: str | None) -> float:
         timeout=300,
         check=True,
     )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["us"])
+    return float(json.loads(out.stdout.strip().splitlines()[-1])[key])
+
+
+def _measure(tree: Path, variant: str, concurrency: int, port: int, cpu: str | None) -> float:
+    # 0.5 s of warm-up and 1.5 s measured, as in a full benchmark run.
+    args = ["-m", "benchmarks._measure", variant, str(concurrency), str(port), "0.5", "1.5"]
+    return _in_tree(tree, args, cpu, "cpu_us")
+
+
+def _overhead(tree: Path, cpu: str | None) -> float:
+    probe = ROOT / "benchmarks" / "_overhead.py"  # this tree's probe, that tree's library
+    return _in_tree(tree, [str(probe)], cpu, "us")
 
 
 def main(argv: list[str] | None = None) -> int:

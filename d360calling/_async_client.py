@@ -21,7 +21,7 @@ from ._retry import CallKind, GiveUp, budget, decide
 from ._transport import AsyncTransport, RawResponse, request_headers
 from .errors import (
     APIConnectionError,
-    D360Error,
+    APIError,
     InvalidRequestError,
     ResponseDecodeError,
     UnsuccessfulResponseError,
@@ -29,6 +29,7 @@ from .errors import (
 )
 from .models._checks import check_whatsapp_id
 from .models.calls import (
+    CALL_ACTION_REQUESTS,
     AcceptCallRequest,
     CallActionRequest,
     CallActionResponse,
@@ -60,13 +61,6 @@ _wire_log = logging.getLogger("d360calling.wire")
 _MEMO_TYPES: frozenset[type] = frozenset({CallActionResponse, UpdateSettingsResponse})
 _MEMO_MAX_BODY = 256
 _MEMO_MAX_ENTRIES = 64
-_CALL_ACTION_TYPES = (
-    ConnectCallRequest,
-    PreAcceptCallRequest,
-    AcceptCallRequest,
-    RejectCallRequest,
-    TerminateCallRequest,
-)
 # What a client derived with with_options() cannot change: they belong to the shared pool.
 _POOL_OPTIONS = frozenset(
     {"base_url", "connect_timeout", "pool_size", "keepalive_timeout", "ssl_context", "ca_bundle"}
@@ -135,8 +129,12 @@ class AsyncClient:
                 f"{', '.join(sorted(fixed))} belong to the connection pool and cannot change in "
                 "with_options(); create a new client for them"
             )
+        return self._sharing_pool(self._options.evolve(**changes))
+
+    def _sharing_pool(self, options: ClientOptions) -> AsyncClient:
+        """A client with ``options`` on this client's transport, which it does not own."""
         derived = object.__new__(AsyncClient)
-        derived._set_options(self._options.evolve(**changes))
+        derived._set_options(options)
         derived._owns_transport = False
         derived._transport = self._transport
         return derived
@@ -285,7 +283,7 @@ class AsyncClient:
         seconds from now); ``connect`` ignores ``deadline`` and is never re-sent once it may
         have reached the server.
         """
-        if not isinstance(request, _CALL_ACTION_TYPES):
+        if not isinstance(request, CALL_ACTION_REQUESTS):
             raise InvalidRequestError(
                 "request must be a ConnectCallRequest, PreAcceptCallRequest, AcceptCallRequest, "
                 f"RejectCallRequest or TerminateCallRequest, got {type(request).__name__}"
@@ -410,11 +408,11 @@ class AsyncClient:
         headers = self._headers if body is None else self._json_headers
         policy = self._policy
         lost_answer: APIConnectionError | None = None
-        error: D360Error
+        error: APIError
         status: int | str
         for attempt in range(retries + 1):
-            limits = budget(attempt, timeout=attempt_timeout, deadline=deadline, now=policy.clock())
             started = policy.clock()
+            limits = budget(attempt, timeout=attempt_timeout, deadline=deadline, now=started)
             try:
                 response = await self._transport.send(
                     method,
@@ -470,7 +468,7 @@ class AsyncClient:
                 status,
                 attempt,
                 now - started,
-                getattr(error, "request_id", None),
+                error.request_id,
                 sent,
                 f"{type(error).__name__}{'' if sent else ' (not sent)'}; {outcome}",
             )
@@ -515,6 +513,7 @@ class AsyncClient:
 
 def _unsuccessful(raw: RawResponse) -> UnsuccessfulResponseError:
     return UnsuccessfulResponseError(
+        "the API answered success=false",
         status_code=raw.status,
         body=raw.body,
         headers=raw.headers,

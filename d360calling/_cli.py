@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import attrs
+import cattrs
 
 from ._async_client import AsyncClient
 from ._constants import API_KEY_ENV
-from ._converter import encode
+from ._converter import decode, decode_errors, encode
 from ._options import ClientOptionChanges, ClientOptions
 from ._version import __version__
 from .errors import APIConnectionError, APIError, D360Error, InvalidRequestError
@@ -183,15 +184,9 @@ def _settings_update(args: argparse.Namespace) -> SettingsUpdate:
             data = data["calling"]
         if not isinstance(data, dict):
             raise BadInput(f"{args.file} must hold a JSON object")
-        from ._converter import decode
-
         try:
             calling = decode(CallingSettings, data, strict=True)
-        except D360Error as exc:
-            raise BadInput(f"{args.file}: {exc}") from None
-        except Exception as exc:  # cattrs' validation errors: the file does not fit the model
-            from ._converter import decode_errors
-
+        except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
             raise BadInput(f"{args.file}: {decode_errors(exc)}") from None
         flags = {
             name: value

@@ -124,7 +124,7 @@ class AttemptBudget:
     pool_timeout: float | None
 
 
-def retryable(error: D360Error, kind: CallKind) -> bool:
+def _retryable(error: D360Error, kind: CallKind) -> bool:
     """Could repeating the request help, and is it safe for this kind of call?"""
     if isinstance(error, APIConnectionError):
         return kind is not CallKind.CONNECT or not error.request_may_have_been_sent
@@ -148,7 +148,7 @@ def decide(
     ``error``, at ``now`` on ``policy.clock``; ``deadline`` is on the same clock."""
     if lost_answer is not None and _is_repeat_refusal(error):
         return GiveUp(_outcome_unknown(lost_answer, error))
-    if attempt >= max_retries or not retryable(error, kind):
+    if attempt >= max_retries or not _retryable(error, kind):
         return GiveUp(error)
     delay = policy.delay(error, attempt)
     if delay is None or (deadline is not None and now + delay >= deadline):

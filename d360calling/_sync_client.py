@@ -60,7 +60,6 @@ class Client:
         # Built here so bad options fail in the caller's thread; it opens nothing yet.
         self._async = AsyncClient(options=options, **changes)
         self._parent: Client | None = None
-        self._changes: ClientOptionChanges = {}
         self._lock = threading.Lock()
         self._closed = False
         self._generation: int | None = None  # the portal generation we are registered in
@@ -71,12 +70,9 @@ class Client:
         """A client with ``changes`` to this one's settings, on this client's connection pool
         (see :meth:`AsyncClient.with_options`). Closing it does nothing; closing this client
         closes the pool for both."""
-        root = self._parent or self
-        merged: ClientOptionChanges = {**self._changes, **changes}
         derived = object.__new__(Client)
-        derived._async = root._async.with_options(**merged)
-        derived._parent = root
-        derived._changes = merged
+        derived._async = self._async.with_options(**changes)
+        derived._parent = self._parent or self
         derived._closed = False
         derived._warned_running_loop = False
         return derived
@@ -168,7 +164,7 @@ class Client:
                 raise ClientClosedError("this Client is closed; create a new one")
             parent._enter_portal()
             if parent._async._transport is not self._async._transport:  # rebuilt after a fork
-                self._async = parent._async.with_options(**self._changes)
+                self._async = parent._async._sharing_pool(self._async.options)
         else:
             self._enter_portal()
         if not self._warned_running_loop and _running_loop_in_this_thread():

@@ -150,7 +150,7 @@ class _ResponseError(APIError):
 
     def __init__(
         self,
-        text: str,
+        message: str,
         *,
         status_code: int,
         body: bytes,
@@ -158,7 +158,12 @@ class _ResponseError(APIError):
         method: str,
         path: str,
     ):
-        super().__init__(text)
+        super().__init__(f"{message} (HTTP {status_code} on {method} {path})")
+        self._keep_response(status_code, body, headers, method, path)
+
+    def _keep_response(
+        self, status_code: int, body: bytes, headers: Mapping[str, str], method: str, path: str
+    ) -> None:
         self.status_code = status_code
         self.body = body
         self.headers = headers
@@ -170,38 +175,9 @@ class _ResponseError(APIError):
 class ResponseDecodeError(_ResponseError):
     """A successful response whose body is not what the API promises."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        body: bytes,
-        headers: Mapping[str, str],
-        method: str,
-        path: str,
-    ):
-        text = f"{message} (HTTP {status_code} on {method} {path})"
-        super().__init__(
-            text, status_code=status_code, body=body, headers=headers, method=method, path=path
-        )
-
 
 class UnsuccessfulResponseError(_ResponseError):
     """A 2xx answer whose body says ``"success": false``: the API did not do what was asked."""
-
-    def __init__(
-        self,
-        *,
-        status_code: int,
-        body: bytes,
-        headers: Mapping[str, str],
-        method: str,
-        path: str,
-    ):
-        text = f"the API answered success=false (HTTP {status_code} on {method} {path})"
-        super().__init__(
-            text, status_code=status_code, body=body, headers=headers, method=method, path=path
-        )
 
 
 class APIStatusError(_ResponseError):
@@ -233,10 +209,11 @@ class APIStatusError(_ResponseError):
         self.error_type = error_type
         self.details = details
         self.fbtrace_id = fbtrace_id
-        text = _describe(status_code, method, path, message, code, error_subcode, details)
-        super().__init__(
-            text, status_code=status_code, body=body, headers=headers, method=method, path=path
+        # Its own text ("HTTP 400 on POST /calling/calls: ..."), not the base's suffix form.
+        APIError.__init__(
+            self, _describe(status_code, method, path, message, code, error_subcode, details)
         )
+        self._keep_response(status_code, body, headers, method, path)
 
     @property
     def retry_after(self) -> float | None:

@@ -293,11 +293,13 @@ def test_client_works_in_a_forked_child() -> None:
         with running_api() as api:
             client = Client(api_key=API_KEY, base_url=api.url)
             client.get_settings()          # the parent's portal and pool are live
+            quick = client.with_options(max_retries=0)  # shares the pool it was made from
             child_call = api.user_calls("4915112345678")
             pid = os.fork()
             if pid == 0:
                 try:
                     ok = client.get_settings().calling.status == "ENABLED"
+                    ok = ok and quick.get_settings().calling.status == "ENABLED"
                     client.terminate_call(child_call.id)
                     client.close()
                     print("child ok", ok, "portal threads:", len(portal_threads()), flush=True)
@@ -316,8 +318,9 @@ def test_client_works_in_a_forked_child() -> None:
     assert "child ok True portal threads: 0" in result.stdout
     assert "child exit 0" in result.stdout
     assert "parent ok True" in result.stdout
-    # The child used its own connection, not the parent's pooled socket.
-    assert "requests 4 peers 2" in result.stdout
+    # The child (and its with_options client, on the child's new pool) used its own
+    # connection, not the parent's pooled socket.
+    assert "requests 5 peers 2" in result.stdout
 
 
 def test_exit_without_close_leaves_no_unclosed_session() -> None:
