@@ -12,19 +12,22 @@ import aiohttp
 import cattrs
 
 from . import _json
-from ._constants import CALLS_PATH, PERMISSIONS_PATH, SETTINGS_PATH
+from ._constants import CALLS_PATH, MAX_ERROR_BODY_BYTES, PERMISSIONS_PATH, SETTINGS_PATH
 from ._converter import check_types, decode, decode_errors, encode
 from ._headers import request_id_from
-from ._options import ClientOptions, check_max_retries, check_seconds
-from ._redact import redact_addresses
+from ._options import ClientOptions, check_max_retries, check_seconds, hide_api_key
+from ._redact import redact_sdp
 from ._retry import CallKind, GiveUp, budget, decide
 from ._transport import AsyncTransport, RawResponse, request_headers
+from ._validation import finite_float
 from .errors import (
     APIConnectionError,
     APIError,
+    APIStatusError,
     InvalidRequestError,
     ResponseDecodeError,
     UnsuccessfulResponseError,
+    _error_from_answer,
     error_from_response,
 )
 from .models._checks import check_whatsapp_id
@@ -54,7 +57,8 @@ Deadline = float | datetime.datetime
 """When an answer-side action stops being worth retrying: Unix seconds or an aware datetime."""
 
 _log = logging.getLogger("d360calling")
-# Request bodies at DEBUG, separately switchable: they hold SDPs (addresses redacted by default).
+# Request and response bodies at DEBUG, separately switchable: they hold SDPs, whose ICE
+# credentials and SRTP keys are always redacted, and addresses by default.
 _wire_log = logging.getLogger("d360calling.wire")
 # Answer-side actions and settings updates come back as the same few bytes every time; their
 # models are frozen, so one decode of those bytes can be handed out again.
@@ -63,7 +67,16 @@ _MEMO_MAX_BODY = 256
 _MEMO_MAX_ENTRIES = 64
 # What a client derived with with_options() cannot change: they belong to the shared pool.
 _POOL_OPTIONS = frozenset(
-    {"base_url", "connect_timeout", "pool_size", "keepalive_timeout", "ssl_context", "ca_bundle"}
+    {
+        "base_url",
+        "connect_timeout",
+        "pool_size",
+        "keepalive_timeout",
+        "ssl_context",
+        "ca_bundle",
+        "proxy",
+        "trust_env",
+    }
 )
 
 
@@ -79,8 +92,11 @@ class AsyncClient:
     and a wait for one of its pooled connections counts against ``timeout``.
 
     Each attempt logs one line on the ``d360calling`` logger (DEBUG when it succeeds, INFO
-    when it fails); request bodies go to ``d360calling.wire`` at DEBUG, with the IP addresses
-    in SDPs redacted unless ``log_sdp_addresses=True``. The API key is never logged.
+    when it fails); request bodies and response bodies (the first 64 KiB) go to
+    ``d360calling.wire`` at DEBUG, with ``a=ice-pwd``, ``a=ice-ufrag``, ``a=key-mgmt`` and
+    ``a=crypto`` ``inline:`` keys always redacted and IP addresses redacted unless
+    ``log_sdp_addresses=True``. The API key is never logged, and sits in a string whose repr
+    is ``<redacted>``.
     """
 
     def __init__(
@@ -94,6 +110,7 @@ class AsyncClient:
             raise InvalidRequestError(f"options must be a ClientOptions, got {options!r:.40}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidRequestError("session must be an aiohttp.ClientSession")
+        hide_api_key(changes)
         if options is None:
             options = ClientOptions(**changes)
         elif changes:
@@ -107,6 +124,8 @@ class AsyncClient:
             keepalive_timeout=options.keepalive_timeout,
             ssl_context=options.tls_context(),
             session=session,
+            proxy=options.proxy,
+            trust_env=options.trust_env,
         )
 
     def _set_options(self, options: ClientOptions) -> None:
@@ -145,8 +164,13 @@ class AsyncClient:
         return self._options
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<AsyncClient base_url={self._options.base_url!r} {state}>"
+        # Also for a client whose __init__ failed: a traceback captured with its locals
+        # (what error reporters record) calls repr() on it.
+        options, transport = getattr(self, "_options", None), getattr(self, "_transport", None)
+        if options is None or transport is None:
+            return "<AsyncClient (not constructed)>"
+        state = "closed" if transport.closed else "open"
+        return f"<AsyncClient base_url={options.base_url!r} {state}>"
 
     @property
     def base_url(self) -> str:
@@ -374,7 +398,12 @@ class AsyncClient:
                 raise InvalidRequestError("deadline must be a timezone-aware datetime")
             remaining = deadline.timestamp() - time.time()
         elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
-            remaining = float(deadline) - time.time()
+            seconds = finite_float(deadline)
+            if seconds is None or seconds < 0:
+                raise InvalidRequestError(
+                    f"deadline must be finite, non-negative Unix seconds, got {deadline!r:.40}"
+                )
+            remaining = seconds - time.time()
         else:
             raise InvalidRequestError(
                 f"deadline must be Unix seconds or an aware datetime, got {deadline!r:.40}"
@@ -403,7 +432,8 @@ class AsyncClient:
             body = None if payload is None else _json.dumps(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
-        if body is not None and _wire_log.isEnabledFor(logging.DEBUG):
+        wire = _wire_log.isEnabledFor(logging.DEBUG)
+        if body is not None and wire:
             _wire_log.debug("%s %s body: %s", method, path, self._loggable(body))
         headers = self._headers if body is None else self._json_headers
         policy = self._policy
@@ -427,6 +457,14 @@ class AsyncClient:
             except ResponseDecodeError as exc:  # a body refused for its size
                 error, status, sent = exc, exc.status_code, True
             else:
+                if wire:
+                    _wire_log.debug(
+                        "%s %s -> %s body: %s",
+                        method,
+                        path,
+                        response.status,
+                        self._loggable(response.body[:MAX_ERROR_BODY_BYTES]),
+                    )
                 if 200 <= response.status < 300:
                     if _log.isEnabledFor(logging.DEBUG):
                         _log_attempt(
@@ -482,7 +520,7 @@ class AsyncClient:
 
     def _loggable(self, body: bytes) -> str:
         text = body.decode("utf-8", "replace")
-        return text if self._options.log_sdp_addresses else redact_addresses(text)
+        return redact_sdp(text, addresses=not self._options.log_sdp_addresses)
 
     def _decode(self, cls: type[T], raw: RawResponse) -> T:
         body = raw.body
@@ -505,21 +543,27 @@ class AsyncClient:
             raise _bad_body(
                 f"expected a JSON {cls.__name__}, got {len(raw.body)} bytes that are not JSON", raw
             ) from None
+        if _is_error_answer(data):
+            raise _unsuccessful(raw)
         try:
             return decode(cls, data, strict=self._options.strict)
         except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
             raise _bad_body(f"unexpected {cls.__name__}: {decode_errors(exc)}", raw) from exc
 
 
-def _unsuccessful(raw: RawResponse) -> UnsuccessfulResponseError:
-    return UnsuccessfulResponseError(
-        "the API answered success=false",
-        status_code=raw.status,
-        body=raw.body,
-        headers=raw.headers,
-        method=raw.method,
-        path=raw.path,
-    )
+def _is_error_answer(data: Any) -> bool:
+    """A 2xx body that is Graph's error envelope (``{"error": {...}}`` or an error text)
+    rather than the answer asked for."""
+    if not isinstance(data, dict) or data.get("success") is True:
+        return False
+    error = data.get("error")
+    return isinstance(error, dict) or (isinstance(error, str) and bool(error))
+
+
+def _unsuccessful(raw: RawResponse) -> APIStatusError | UnsuccessfulResponseError:
+    """A 2xx answer that says it failed: the class its error code maps to (e.g.
+    NoCallPermissionError for 138006), else UnsuccessfulResponseError."""
+    return _error_from_answer(raw.status, raw.headers, raw.body, method=raw.method, path=raw.path)
 
 
 def _log_attempt(

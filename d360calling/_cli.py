@@ -9,28 +9,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
+import ipaddress
+import itertools
 import json
+import math
 import os
+import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
-from pathlib import Path
+import typing
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import date, datetime, timezone
 from typing import Any, NoReturn
 
 import attrs
 import cattrs
+import cattrs.cols
+import cattrs.v
+import yarl
 
+from . import _json
 from ._async_client import AsyncClient
 from ._constants import API_KEY_ENV
-from ._converter import decode, decode_errors, encode
+from ._converter import encode, make_converter
 from ._options import ClientOptionChanges, ClientOptions
 from ._version import __version__
 from .errors import APIConnectionError, APIError, D360Error, InvalidRequestError
 from .models import (
     CallActionResponse,
+    CallHoursSettings,
     CallingSettings,
     CallPermissions,
     ConnectCallResponse,
+    DayOfWeek,
+    FeatureStatus,
     Settings,
     SettingsUpdate,
     UpdateSettingsResponse,
@@ -56,10 +68,105 @@ class BadInput(Exception):
     """A problem with what the user typed or pointed at (exit code 2)."""
 
 
+# The API key (from the environment or the command line) and webhook secret of this run, which
+# nothing the command prints may show: argparse echoes misplaced arguments, errors bad values.
+_secrets: tuple[str, ...] = ()
+# Shorter strings are no real key, and hiding them would garble every message.
+_MIN_SECRET = 6
+# One error line, however long the API's message: a proxy's HTML page is not worth a screen.
+_MAX_MESSAGE = 1000
+# Never to a terminal from text the API or a file chose: controls (escape sequences), the
+# Unicode line separators and the bidirectional overrides that reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _secrets_in(argv: Sequence[str]) -> tuple[str, ...]:
+    found = [os.environ.get(API_KEY_ENV, "")]
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        # argparse takes any unambiguous prefix of an option (--api, --webhook-s).
+        if len(name) >= 3 and any(o.startswith(name) for o in ("--api-key", "--webhook-secret")):
+            found.append(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+    return tuple(secret for secret in found if len(secret) >= _MIN_SECRET)
+
+
+def _clean(text: str) -> str:
+    """``text`` safe to print: API keys hidden, unprintable characters escaped."""
+    for secret in _secrets:
+        text = text.replace(secret, "<secret>")
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _one_line(text: str) -> str:
+    line = _clean(" ".join(text.split("\n")))
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
+
+
+def _fail(kind: str, exc: BaseException, code: int) -> int:
+    print(f"d360calling: {kind}: {_one_line(str(exc))}", file=sys.stderr)
+    return code
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {_one_line(message)}\n")
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _listen_host(text: str) -> str:
+    """An IP address or a well-formed host name (refused here, not after a DNS lookup)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        labels = text.removesuffix(".").split(".")
+        if not (
+            len(text) <= 253
+            and all(_HOST_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit()  # 256.1.1.1 is a bad address, not a name
+        ):
+            raise argparse.ArgumentTypeError(
+                f"not an IP address or host name: {_clean(repr(text)):.60}"
+            ) from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r:.40}")
+    return seconds
+
+
+def _webhook_url(text: str) -> str:
+    try:
+        url = yarl.URL(text)
+    except ValueError:
+        url = yarl.URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r:.80}")
+    return text
+
+
+def _secret(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty secret would let anyone sign")
+    return text
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r:.40}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0-65535")
+    return port
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,11 +238,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     fake = sub(commands, "fake-server", "run the fake Calling API until Ctrl-C")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8360)
-    fake.add_argument("--webhook-url", help="where the fake POSTs call webhooks")
-    fake.add_argument("--webhook-secret", help="sign webhooks with x-360dialog-signature")
-    fake.add_argument("--answer-window", type=float, default=60.0)
+    fake.add_argument("--host", type=_listen_host, default="127.0.0.1")
+    fake.add_argument("--port", type=_port, default=8360, help="0: any free port")
+    fake.add_argument("--webhook-url", type=_webhook_url, help="where the fake POSTs call webhooks")
+    fake.add_argument(
+        "--webhook-secret", type=_secret, help="sign webhooks with x-360dialog-signature"
+    )
+    fake.add_argument("--answer-window", type=_seconds, default=60.0)
 
     demo = sub(commands, "demo", "walk through an inbound and an outbound call")
     demo.add_argument(
@@ -146,20 +255,241 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- input --------------------------------------------------------------------------------
 
+# An SDP is a few kB and a settings file less; the cap keeps `--sdp /dev/zero` from eating
+# memory.
+_MAX_INPUT_BYTES = 1024 * 1024
+# SDP lines end in CRLF (RFC 8866); files edited elsewhere end them in LF or a lone CR. Only
+# these end a line: str.splitlines() would also split at \x0b, \x0c, \x1c-\x1e, \x85,
+# U+2028 and U+2029 and so send a different SDP than the file holds.
+_SDP_LINE_END = re.compile(r"\r\n|\r|\n")
+# What no SDP line may hold: C0 and C1 controls except tab, DEL, and the Unicode line and
+# paragraph separators (they look like line ends but are not).
+_SDP_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _source_name(source: str) -> str:
+    return "stdin" if source == "-" else source
+
 
 def _read_text(source: str) -> str:
+    """The UTF-8 text of a file ('-': stdin), without a leading byte order mark."""
+    name = _source_name(source)
     try:
-        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read {source}: {exc}") from None
+        if source == "-":
+            if sys.stdin is None:  # started with stdin closed
+                raise BadInput("there is no stdin to read from")
+            stream: Any = getattr(sys.stdin, "buffer", sys.stdin)  # a StringIO has no buffer
+            raw = stream.read(_MAX_INPUT_BYTES + 1)
+        else:
+            with open(source, "rb") as file:
+                raw = file.read(_MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise BadInput(f"cannot read {name}: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_INPUT_BYTES:
+        raise BadInput(f"{name} is larger than {_MAX_INPUT_BYTES // 1024} KiB")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(
+                f"{name} is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x})"
+            ) from None
+    return str(raw).removeprefix("\ufeff")
 
 
 def _read_sdp(source: str) -> str:
-    # SDP lines end in CRLF (RFC 8866); a file edited on Unix has LF, which the API refuses.
-    lines = _read_text(source).splitlines()
+    name = _source_name(source)
+    lines = _SDP_LINE_END.split(_read_text(source))
+    if lines[-1] == "":
+        lines.pop()  # the last line's end
     if not lines:
-        raise BadInput(f"{source} holds no SDP")
+        raise BadInput(f"{name} holds no SDP")
+    for number, line in enumerate(lines, 1):
+        bad = _SDP_FORBIDDEN.search(line)
+        if bad is not None:
+            # The line itself is not shown: it may be an a=ice-pwd or a=crypto key.
+            raise BadInput(
+                f"{name}, line {number}: U+{ord(bad.group()):04X} (a control character or line "
+                "separator) cannot be in an SDP line"
+            )
     return "\r\n".join(lines) + "\r\n"
+
+
+class _WrongValue(ValueError):
+    """A value in a settings file that does not fit; its message says why."""
+
+
+def _input_converter() -> cattrs.Converter:
+    """The settings-file reader: unknown keys refused, scalars only as their own JSON type
+    (the response reader turns numbers into strings), arrays only as arrays, objects only as
+    objects, and the closed enumerations (on/off, weekdays) only as one of their values."""
+    conv = make_converter(strict=True, exact=True)
+    # Not CallIconVisibility: Meta's FAQ names a third value the flag's choices leave out.
+    closed = (FeatureStatus, DayOfWeek)
+
+    def closed_enum(tp: Any) -> type[enum.Enum] | None:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for arg in args:
+            if arg in closed:
+                return typing.cast("type[enum.Enum]", arg)
+        return None
+
+    def enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        enum_cls = closed_enum(tp)
+        assert enum_cls is not None
+        by_folded = {str(m.value).casefold(): m for m in enum_cls}
+        allowed = ", ".join(str(m.value) for m in enum_cls)
+
+        def structure(value: Any, _: Any) -> Any:
+            member = by_folded.get(value.casefold()) if isinstance(value, str) else None
+            if member is None:
+                raise _WrongValue(f"expected one of {allowed}, got {_shown(value)}")
+            return member
+
+        return structure
+
+    def is_array(tp: Any) -> bool:
+        return typing.get_origin(tp) is tuple
+
+    def array_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        # cattrs would iterate any value: "" and {} would read as an empty array.
+        items = cattrs.cols.list_structure_factory(tp, conv)
+
+        def structure(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                raise _WrongValue(f"expected an array, got {_shown(value)}")
+            return tuple(items(value, tp))
+
+        return structure
+
+    # Registered last, so they are asked before the converter's own hooks.
+    conv.register_structure_hook_factory(lambda tp: closed_enum(tp) is not None, enum_hook)
+    conv.register_structure_hook_factory(is_array, array_hook)
+    return conv
+
+
+def _shown(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", type(None): "null", bool: "a boolean"}
+    kind = kinds.get(type(value))
+    if kind is not None:
+        return kind
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def _explain(exc: BaseException, tp: Any) -> str:
+    """cattrs' description of one problem, with our own hooks' messages kept (cattrs would
+    replace them with the name of the field's type)."""
+    if isinstance(exc, (_WrongValue, TypeError)):
+        return str(exc)
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown key{'s' if len(exc.extra_fields) > 1 else ''} " + ", ".join(
+            sorted(exc.extra_fields)
+        )
+    return cattrs.v.format_exception(exc, tp)
+
+
+_HHMM = re.compile(r"(?:[01][0-9]|2[0-3])[0-5][0-9]")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Meta's limits (api-facts: at most two entries a day, up to 20 holidays).
+_MAX_SPANS_PER_DAY = 2
+_MAX_HOLIDAYS = 20
+
+
+def _span_problems(where: str, start: tuple[str, str], end: tuple[str, str]) -> list[str]:
+    bad = [
+        f"{where}.{name}: expected HHMM, got {value!r:.20}"
+        for name, value in (start, end)
+        if not _HHMM.fullmatch(value)
+    ]
+    if not bad and start[1] >= end[1]:
+        bad.append(f"{where}: {start[0]} must be before {end[0]}")
+    return bad
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return bool(_DATE.fullmatch(text)) and date.fromisoformat(text) is not None
+    except ValueError:
+        return False
+
+
+def _call_hours_problems(hours: CallHoursSettings) -> list[str]:
+    """What Meta would refuse in ``call_hours`` that can be told without asking it."""
+    where = "calling.call_hours"
+    problems = [] if hours.status is not None else [f"{where}.status: required field missing"]
+    per_day: dict[str, list[tuple[str, str]]] = {}
+    for i, entry in enumerate(hours.weekly_operating_hours or ()):
+        found = _span_problems(
+            f"{where}.weekly_operating_hours[{i}]",
+            ("open_time", entry.open_time),
+            ("close_time", entry.close_time),
+        )
+        problems += found
+        if not found:
+            per_day.setdefault(str(entry.day_of_week), []).append(
+                (entry.open_time, entry.close_time)
+            )
+    for day, spans in per_day.items():
+        spans.sort()
+        if len(spans) > _MAX_SPANS_PER_DAY:
+            problems.append(
+                f"{where}.weekly_operating_hours: {len(spans)} entries for {day}, "
+                f"at most {_MAX_SPANS_PER_DAY}"
+            )
+        elif any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)):
+            problems.append(f"{where}.weekly_operating_hours: the hours of {day} overlap")
+    holidays = hours.holiday_schedule or ()
+    if len(holidays) > _MAX_HOLIDAYS:
+        problems.append(
+            f"{where}.holiday_schedule: {len(holidays)} entries, at most {_MAX_HOLIDAYS}"
+        )
+    for i, holiday in enumerate(holidays):
+        at = f"{where}.holiday_schedule[{i}]"
+        if not _is_date(holiday.date):
+            problems.append(f"{at}.date: expected YYYY-MM-DD, got {holiday.date!r:.20}")
+        problems += _span_problems(
+            at, ("start_time", holiday.start_time), ("end_time", holiday.end_time)
+        )
+    return problems
+
+
+_INPUT = _input_converter()
+
+
+def _settings_from_file(source: str) -> dict[str, Any]:
+    name = _source_name(source)
+    try:
+        # The library's own reader: NaN, 1e400, lone surrogates and deep nesting are refused
+        # as "not JSON", whichever back end is installed.
+        data = _json.loads(_read_text(source))
+    except ValueError as exc:
+        raise BadInput(f"{name} is not JSON: {exc}") from None
+    if isinstance(data, dict) and "calling" in data:
+        others = sorted(set(data) - {"calling"})
+        if others:
+            raise BadInput(
+                f"{name}: only calling settings can be changed; remove {', '.join(others)}"
+            )
+        data = data["calling"]
+    if not isinstance(data, dict):
+        raise BadInput(f'{name} must hold a JSON object, {{"calling": {{...}}}} or {{...}}')
+    try:
+        calling = _INPUT.structure(data, CallingSettings)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            problems = cattrs.transform_error(exc, path="calling", format_exception=_explain)
+        else:
+            problems = [f"{_explain(exc, None)} @ calling"]
+        raise BadInput(f"{name}: {'; '.join(problems)}") from None
+    if calling.call_hours is not None:
+        problems = _call_hours_problems(calling.call_hours)
+        if problems:
+            raise BadInput(f"{name}: {'; '.join(problems)}")
+    return {
+        feature: value
+        for feature, value in attrs.asdict(calling, recurse=False).items()
+        if value is not None
+    }
 
 
 def _settings_update(args: argparse.Namespace) -> SettingsUpdate:
@@ -176,23 +506,7 @@ def _settings_update(args: argparse.Namespace) -> SettingsUpdate:
     if args.file is not None:
         if flags:
             raise BadInput("give either --file or one setting flag")
-        try:
-            data = json.loads(_read_text(args.file))
-        except ValueError as exc:
-            raise BadInput(f"{args.file} is not JSON: {exc}") from None
-        if isinstance(data, dict) and set(data) == {"calling"}:
-            data = data["calling"]
-        if not isinstance(data, dict):
-            raise BadInput(f"{args.file} must hold a JSON object")
-        try:
-            calling = decode(CallingSettings, data, strict=True)
-        except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
-            raise BadInput(f"{args.file}: {decode_errors(exc)}") from None
-        flags = {
-            name: value
-            for name, value in attrs.asdict(calling, recurse=False).items()
-            if value is not None
-        }
+        flags = _settings_from_file(args.file)
     if not flags:
         raise BadInput("say what to change: a setting flag or --file")
     if len(flags) > 1:
@@ -295,36 +609,49 @@ def _api_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any
     return lambda c: c.terminate_call(args.call_id)
 
 
-async def _run_api(args: argparse.Namespace) -> int:
-    call = _api_call(args)  # reads files and checks flags before any connection is made
+async def _run_api(args: argparse.Namespace, call: Callable[[AsyncClient], Awaitable[Any]]) -> int:
     async with AsyncClient(options=options_from_args(args)) as client:
         result = await call(client)
     if getattr(args, "json", False):
-        print(json.dumps(encode(result), indent=2, sort_keys=True))
+        print(json.dumps(encode(result), indent=2, sort_keys=True))  # escapes controls itself
     else:
-        print(_human(result, args))
+        print("\n".join(_clean(line) for line in _human(result, args).split("\n")))
     return EXIT_OK
 
 
 async def _run_fake_server(args: argparse.Namespace) -> int:
     from .testing import DEFAULT_API_KEY, FakeCallingAPI
 
-    fake = FakeCallingAPI(
-        api_key=getattr(args, "api_key", DEFAULT_API_KEY),
-        host=args.host,
-        port=args.port,
-        webhook_url=args.webhook_url,
-        webhook_signing_secret=args.webhook_secret,
-        answer_window=args.answer_window,
-    )
-    async with fake:
+    api_key = getattr(args, "api_key", DEFAULT_API_KEY)
+    try:
+        fake = FakeCallingAPI(
+            api_key=api_key,
+            host=args.host,
+            port=args.port,
+            webhook_url=args.webhook_url,
+            webhook_signing_secret=args.webhook_secret,
+            answer_window=args.answer_window,
+        )
+    except (TypeError, ValueError) as exc:  # the fake's own checks of its settings
+        raise BadInput(str(exc)) from None
+    try:
+        await fake.start_async()
+    except (OSError, OverflowError, ValueError, UnicodeError) as exc:
+        # Address in use, no such host, a port the OS refuses: what was asked for, not a bug.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BadInput(f"cannot listen on {args.host}:{args.port}: {reason}") from None
+    try:
+        # The default key is public; one given with --api-key is not repeated on screen.
+        shown_key = fake.api_key if api_key == DEFAULT_API_KEY else "<your --api-key>"
         print(f"fake 360dialog Calling API on {fake.url} (Ctrl-C to stop)")
-        print(f"  export D360_BASE_URL={fake.url} D360_API_KEY={fake.api_key}")
+        print(f"  export D360_BASE_URL={fake.url} D360_API_KEY={shown_key}")
         print(f'  a user calls in: POST {fake.url}/_fake/calls {{"from": "<wa_id>"}}')
         if args.webhook_url:
-            print(f"  webhooks go to {args.webhook_url}")
+            print(f"  webhooks go to {_clean(args.webhook_url)}")
         sys.stdout.flush()
         await asyncio.Event().wait()  # until cancelled by Ctrl-C
+    finally:
+        await fake.close_async()
     return EXIT_OK
 
 
@@ -336,27 +663,30 @@ async def _run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    runner: Callable[[argparse.Namespace], Awaitable[int]]
-    if args.command == "fake-server":
-        runner = _run_fake_server
-    elif args.command == "demo":
-        runner = _run_demo
-    else:
-        runner = _run_api
+    global _secrets
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    _secrets = _secrets_in(arguments)
+    args = _parser().parse_args(arguments)
     try:
-        return asyncio.run(runner(args))
+        run: Coroutine[Any, Any, int]
+        if args.command == "fake-server":
+            run = _run_fake_server(args)
+        elif args.command == "demo":
+            run = _run_demo(args)
+        else:
+            # Files are read and flags checked before any connection, and outside the loop:
+            # inside it, Ctrl-C only cancels the task, and a read from stdin would go on.
+            run = _run_api(args, _api_call(args))
+        return asyncio.run(run)
     except KeyboardInterrupt:
         if args.command == "fake-server":
             return EXIT_OK  # Ctrl-C is how it is meant to stop
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (BadInput, InvalidRequestError) as exc:
-        print(f"d360calling: bad input: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail("bad input", exc, EXIT_BAD_INPUT)
     except APIConnectionError as exc:
-        print(f"d360calling: network error: {exc}", file=sys.stderr)
-        return EXIT_NETWORK_ERROR
+        return _fail("network error", exc, EXIT_NETWORK_ERROR)
     except (APIError, D360Error) as exc:
-        print(f"d360calling: API error: {exc}", file=sys.stderr)
-        return EXIT_API_ERROR
+        return _fail("API error", exc, EXIT_API_ERROR)
+    # Anything else is a bug in d360calling: its traceback (exit 1) is what a report needs.

@@ -19,6 +19,7 @@ __all__ = (
     "DEFAULT_POOL_SIZE",
     "DEFAULT_TIMEOUT",
     "INITIAL_RETRY_DELAY",
+    "MAX_ERROR_BODY_BYTES",
     "MAX_REDIRECTS",
     "MAX_RESPONSE_BYTES",
     "MAX_RETRIES_LIMIT",
@@ -51,8 +52,11 @@ DEFAULT_ANSWER_WINDOW: Final = 30.0
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0
 INITIAL_RETRY_DELAY: Final = 0.5
 MAX_RETRY_DELAY: Final = 8.0
-# The API's answers are a few KB; anything far larger is refused rather than buffered.
+# The API's answers are a few KB; anything far larger is refused rather than buffered. The cap
+# is on the decoded size: a compressed body is inflated only this far.
 MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+# What an error keeps of a response body (errors outlive requests: logs, task queues).
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 MAX_REDIRECTS: Final = 3
 
 BIZ_OPAQUE_CALLBACK_DATA_MAX: Final = 512

@@ -3,12 +3,13 @@ and the fake's client factories."""
 
 from __future__ import annotations
 
-import math
 import os
 import ssl
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import attrs
+import yarl
 
 from ._constants import (
     API_KEY_ENV,
@@ -22,22 +23,30 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     MAX_RETRIES_LIMIT,
 )
+from ._redact import REDACTED, Secret
 from ._retry import RetryPolicy
-from ._validation import check_base_url
+from ._validation import check_base_url, check_proxy, check_verifying, finite_float
 from .errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ("ClientOptionChanges", "ClientOptions", "check_max_retries", "check_seconds")
+__all__ = (
+    "ClientOptionChanges",
+    "ClientOptions",
+    "check_max_retries",
+    "check_seconds",
+    "hide_api_key",
+)
 
 
 def check_seconds(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequestError(f"{name} must be a number of seconds, got {value!r:.40}")
-    if not math.isfinite(value) or value <= 0:
+    seconds = finite_float(value)
+    if seconds is None or seconds <= 0:
         raise InvalidRequestError(f"{name} must be a positive, finite number of seconds")
-    return float(value)
+    return seconds
 
 
 def check_max_retries(value: Any) -> int:
@@ -48,13 +57,23 @@ def check_max_retries(value: Any) -> int:
     return value
 
 
+def hide_api_key(changes: Mapping[str, Any]) -> None:
+    """Wrap a given ``api_key`` in :class:`Secret` in place, so the frames an error passes
+    through (a traceback with locals) show ``<redacted>`` for it."""
+    key = changes.get("api_key")
+    if isinstance(key, str) and type(key) is not Secret:
+        changes["api_key"] = Secret(key)  # type: ignore[index]
+
+
 def _api_key(value: str | None) -> str:
     key = value if value is not None else os.environ.get(API_KEY_ENV)
     if not key:
         raise InvalidRequestError(f"no API key: pass api_key= or set {API_KEY_ENV}")
     if not isinstance(key, str) or not key.isprintable() or key.strip() != key:
         raise InvalidRequestError("api_key must be a printable str without surrounding spaces")
-    return key
+    if not key.isascii():  # a header value; aiohttp would fail on it only when sending
+        raise InvalidRequestError("api_key must be ASCII")
+    return key if type(key) is Secret else Secret(key)
 
 
 def _base_url(value: str | None) -> str:
@@ -82,9 +101,13 @@ def _max_retries(value: int) -> int:
     return check_max_retries(value)
 
 
+# Far above what one process can hold open (each is a socket); a bound, not a tuning value.
+_MAX_POOL_SIZE = 10_000
+
+
 def _pool_size(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequestError("pool_size must be a positive int")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_POOL_SIZE:
+        raise InvalidRequestError(f"pool_size must be an int from 1 to {_MAX_POOL_SIZE}")
     return value
 
 
@@ -97,18 +120,23 @@ def _retry_policy(value: RetryPolicy | None) -> RetryPolicy:
 
 
 def _ssl_context(value: ssl.SSLContext | None) -> ssl.SSLContext | None:
-    if value is not None and not isinstance(value, ssl.SSLContext):
+    if value is None:
+        return None
+    if not isinstance(value, ssl.SSLContext):
         raise InvalidRequestError("ssl_context must be an ssl.SSLContext")
-    return value
+    return check_verifying(value)
 
 
 def _ca_bundle(value: str | os.PathLike[str] | None) -> str | None:
     if value is None:
         return None
     try:
-        return os.fspath(value)
+        path = os.fspath(value)
     except TypeError:
         raise InvalidRequestError(f"ca_bundle must be a path, got {value!r:.40}") from None
+    if not path or "\0" in str(path):  # "" would silently mean the system's CAs
+        raise InvalidRequestError(f"ca_bundle must be a path to a PEM file, got {value!r:.40}")
+    return path
 
 
 def _flag(value: bool, name: str) -> bool:
@@ -125,7 +153,21 @@ def _log_sdp_addresses(value: bool) -> bool:
     return _flag(value, "log_sdp_addresses")
 
 
-@attrs.frozen(kw_only=True)
+def _trust_env(value: bool) -> bool:
+    return _flag(value, "trust_env")
+
+
+def _proxy_repr(value: str | None) -> str:
+    # A proxy URL may carry the proxy's password.
+    if value is None:
+        return "None"
+    url = yarl.URL(value)
+    if url.password is None:
+        return repr(value)
+    return repr(str(url.with_password(None).with_user(None))).replace("://", f"://{REDACTED}@", 1)
+
+
+@attrs.frozen(kw_only=True, repr=False)
 class ClientOptions:
     """Every setting of an :class:`AsyncClient` or :class:`Client`, checked when it is made.
 
@@ -137,7 +179,21 @@ class ClientOptions:
     ``answer_window`` seconds after the call unless given a ``deadline``. TLS is always
     verified, against the system's CAs, the PEM file ``ca_bundle`` or ``ssl_context``.
     ``strict=True`` makes unknown keys in responses an error (for tests that watch for API
-    drift); ``log_sdp_addresses=True`` stops redacting IP addresses in the wire log.
+    drift); ``log_sdp_addresses=True`` stops redacting IP addresses in the wire log (ICE
+    credentials and SRTP keys are redacted from it always).
+
+    ``proxy`` sends every request through an HTTP proxy, ``http://[user:password@]host:port``
+    (or ``https://``; credentials go to the proxy as ``Proxy-Authorization``). With the default
+    ``https://`` API the proxy relays a ``CONNECT`` tunnel and sees only the API's host and
+    port, never the key; a plain ``http://`` base_url (loopback only) takes a loopback proxy
+    only. ``trust_env=True`` reads ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (and
+    ``~/.netrc``) as aiohttp does, for an ``https://`` base_url; it is off by default, so the
+    environment changes nothing unless asked. An explicit ``proxy`` wins over the environment.
+    Both belong to the connection pool (not changeable in ``with_options``) and do not apply
+    to an injected ``session``, which keeps its own settings.
+
+    Every number is checked when the options are made: seconds must be finite and positive
+    (no NaN, infinity or bool); counts are ints, not bools.
 
     ``options.evolve(timeout=3)`` returns a copy with changes, checked the same way.
     """
@@ -159,26 +215,44 @@ class ClientOptions:
     ca_bundle: str | None = attrs.field(default=None, converter=_ca_bundle)
     strict: bool = attrs.field(default=False, converter=_strict)
     log_sdp_addresses: bool = attrs.field(default=False, converter=_log_sdp_addresses)
+    proxy: str | None = attrs.field(default=None, repr=_proxy_repr)
+    trust_env: bool = attrs.field(default=False, converter=_trust_env)
 
     def __attrs_post_init__(self) -> None:
         if self.ssl_context is not None and self.ca_bundle is not None:
             raise InvalidRequestError("give ssl_context or ca_bundle, not both")
+        # Checked against base_url, so after both are set (evolve() runs this again).
+        check_proxy(self.proxy, self.base_url)
+
+    def __repr__(self) -> str:
+        # attrs' repr, but one that also works on options whose __init__ failed halfway (a
+        # traceback captured with its locals calls repr() on them).
+        shown = []
+        for field in attrs.fields(ClientOptions):
+            value = getattr(self, field.name, attrs.NOTHING)
+            if field.repr is False or value is attrs.NOTHING:
+                continue
+            text = field.repr(value) if callable(field.repr) else repr(value)
+            shown.append(f"{field.name}={text}")
+        return f"ClientOptions({', '.join(shown)})"
 
     def evolve(self, **changes: Unpack[ClientOptionChanges]) -> ClientOptions:
         """A copy with ``changes`` applied (the same names as the constructor's)."""
         unknown = set(changes) - _FIELD_NAMES
         if unknown:
             raise InvalidRequestError(f"unknown client option(s): {', '.join(sorted(unknown))}")
+        hide_api_key(changes)
         return attrs.evolve(self, **changes)
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context connections use: ``ssl_context``, one built from ``ca_bundle``, or
         ``None`` for the system's defaults."""
         if self.ca_bundle is None:
-            return self.ssl_context
+            # Checked again: an SSLContext can be changed after it was given.
+            return None if self.ssl_context is None else check_verifying(self.ssl_context)
         try:
             return ssl.create_default_context(cafile=self.ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ValueError) as exc:
             raise InvalidRequestError(
                 f"ca_bundle {self.ca_bundle!r:.80} cannot be loaded: {exc}"
             ) from None
@@ -201,6 +275,8 @@ class ClientOptionChanges(TypedDict, total=False):
     ca_bundle: str | os.PathLike[str] | None
     strict: bool
     log_sdp_addresses: bool
+    proxy: str | None
+    trust_env: bool
 
 
 _FIELD_NAMES = frozenset(field.name for field in attrs.fields(ClientOptions))

@@ -3,9 +3,11 @@
 It starts with the first Client that makes a call and stops when the last one closes, so
 closing every client leaves no thread behind. Only ``call_soon_threadsafe`` crosses threads.
 After ``os.fork()`` the child forgets the parent's loop (without touching it: its sockets
-belong to the parent) and starts its own on first use. Ctrl-C in the waiting thread cancels
-the in-flight task before the KeyboardInterrupt propagates. A call from the portal's own
-thread raises at once instead of deadlocking.
+belong to the parent) and starts its own on first use; a child of a uvloop parent restarts
+libuv's thread pool at exit (see ``_restart_libuv_pool``) so that it can exit normally. Ctrl-C
+in the waiting thread cancels the in-flight task before the KeyboardInterrupt propagates. A
+call from the portal's own thread raises at once instead of deadlocking; a call that reaches a
+stopping loop is cancelled, never left to run against a closed session.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import concurrent.futures
 import contextlib
 import contextvars
 import os
+import socket
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
+
+from .errors import ClientMisuseError
 
 __all__ = ("ABANDONED_AFTER_FORK", "PORTAL", "Portal", "PortalUser")
 
@@ -36,16 +41,53 @@ _POLL = 0.1 if sys.platform == "win32" else 0.5
 # Objects a forked child inherited but must neither use nor finalise (their finalisers would
 # touch the parent's loop and sockets); kept alive until the child exits.
 ABANDONED_AFTER_FORK: list[object] = []
+# False: the portal runs on asyncio's own loop even when uvloop is installed (for tests that
+# compare the two; not an API).
+USE_UVLOOP = True
+# Set once this process, or the parent it was forked from, ran a portal on uvloop: only then
+# may libuv's thread pool have been started (and a forked child need it restarted at exit).
+_uvloop_used = False
+_restart_registered = False
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when it is installed (the ``speedups`` extra): the loop is ours, and on uvloop a
     sync call costs about a quarter less CPU (benchmarks: 135 vs 183 µs per request)."""
+    global _uvloop_used
+    if USE_UVLOOP:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            _uvloop_used = True
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _restart_libuv_pool() -> None:
+    """At interpreter exit in a forked child: give libuv a thread pool of this process.
+
+    libuv (inside uvloop) joins its worker threads in a C destructor that runs when the process
+    exits normally. After fork those threads exist only in the parent, but libuv still counts
+    them, and joining them crashes the child (SIGSEGV). libuv does reset its start-once flag in
+    the child, so one unit of pool work here starts fresh workers that the destructor can join.
+    A numeric getnameinfo is that unit: it goes through the pool and never reaches the network.
+    A child that leaves with ``os._exit`` runs neither this nor the destructor.
+    """
     try:
         import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - only registered after uvloop ran here
+        return
+    # Exit must go on whatever happens here (no fds left, say): then at worst the old crash.
+    with contextlib.suppress(Exception):
+        loop = uvloop.new_event_loop()
+        try:
+            loop.run_until_complete(
+                loop.getnameinfo(("127.0.0.1", 0), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+            )
+        finally:
+            loop.close()
 
 
 class PortalUser(Protocol):
@@ -113,7 +155,7 @@ class Portal:
     def refuse_reentry(self) -> None:
         """Waiting for the portal from its own thread would never end: refuse at once."""
         if self._thread is not None and threading.current_thread() is self._thread:
-            raise RuntimeError(
+            raise ClientMisuseError(
                 "deadlock detected: a blocking d360calling.Client method was called from "
                 "the client's own event loop; use AsyncClient there"
             )
@@ -136,7 +178,9 @@ class Portal:
         abandoned: list[bool] = []  # a plain flag: only the loop thread reads or sets it
 
         def start() -> None:
-            if abandoned:
+            if abandoned or loop in _STOPPING:
+                # Cancelled by the caller, or queued as the last client closed: never start
+                # a call against a session that is closing (the caller sees CancelledError).
                 done.cancel()
                 return
             # The task runs in a copy of the caller's context (logging/tracing context vars).
@@ -178,10 +222,16 @@ class Portal:
                 user.close()
 
     def after_fork_in_child(self) -> None:
+        global _restart_registered
         # The parent's loop thread does not exist here; its loop and sockets are not ours.
         # Keep the loop referenced so its finaliser never runs here against the parent's state.
         if self._loop is not None:
             ABANDONED_AFTER_FORK.append(self._loop)
+        if _uvloop_used and not _restart_registered:
+            # Registered here, it runs before the portal's own atexit handler and before the
+            # C destructors; a grandchild inherits the registration (hence the flag).
+            _restart_registered = True
+            atexit.register(_restart_libuv_pool)
         self._lock = threading.Lock()
         self._loop = self._thread = None
         self._users = weakref.WeakSet()
@@ -190,11 +240,16 @@ class Portal:
             user._after_fork_in_child()
 
 
+# Loops whose run_forever has returned: calls that reach them are cancelled, not started.
+_STOPPING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
     finally:
+        _STOPPING.add(loop)
         try:
             pending = asyncio.all_tasks(loop)
             if pending:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from ._constants import DEFAULT_MAX_RETRY_AFTER, INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
+from ._validation import finite_float
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -52,9 +53,10 @@ class CallKind(enum.Enum):
 
 def _non_negative(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
     def check(_: object, __: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        number = finite_float(value)  # None for NaN, infinity, a bool, a non-number
+        if number is None or number < 0:
             raise InvalidRequestError(
-                f"RetryPolicy.{name} must be a number >= 0, got {value!r:.40}"
+                f"RetryPolicy.{name} must be a finite number >= 0, got {value!r:.40}"
             )
 
     return check

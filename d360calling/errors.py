@@ -41,6 +41,15 @@ HTTP 400 / 401 / 403 / 404 / 429                       ``BadRequestError`` /
                                                        ``RateLimitError``
 any other status                                       ``APIStatusError``
 =====================================================  ===========================
+
+A 2xx answer that says it failed (``"success": false``, or a body that is only an ``error``
+object) goes through the same table: a code in its first rows gives that class (e.g.
+``NoCallPermissionError`` with ``status_code`` 200 and ``code`` 138006), anything else is an
+``UnsuccessfulResponseError`` carrying the same Meta fields.
+
+An error keeps at most the first 64 KiB of a response body (``body``), and at most 1,000
+characters of each text field the server chose (``message``, ``details``, ...). No error keeps
+an aiohttp object: those carry the request's headers, so the API key.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import _json
+from ._constants import MAX_ERROR_BODY_BYTES
 from ._headers import parse_retry_after, request_id_from
 
 __all__ = (
@@ -130,15 +140,27 @@ class APIConnectionError(APIError):
     """No HTTP response was received (connection refused or reset, DNS, TLS, broken body).
 
     ``request_may_have_been_sent`` is ``False`` only when the connection was never
-    established, so the server cannot have seen the request.
+    established, so the server cannot have seen the request. ``cause`` names what failed
+    underneath (e.g. ``"ClientConnectorError: Cannot connect to host ..."``): as text, because
+    aiohttp's exceptions can hold the request's headers, so the API key; the exception is
+    neither ``__cause__`` nor ``__context__``.
     """
 
-    def __init__(self, message: str, *, method: str, path: str, request_may_have_been_sent: bool):
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        request_may_have_been_sent: bool,
+        cause: str | None = None,
+    ):
         super().__init__(f"{message} ({method} {path})")
         self.method = method
         self.path = path
         self.request_id = None
         self.request_may_have_been_sent = request_may_have_been_sent
+        self.cause = cause
 
 
 class APITimeoutError(APIConnectionError):
@@ -165,7 +187,8 @@ class _ResponseError(APIError):
         self, status_code: int, body: bytes, headers: Mapping[str, str], method: str, path: str
     ) -> None:
         self.status_code = status_code
-        self.body = body
+        # Bounded: an error may live long (logs, task queues) and a body can be megabytes.
+        self.body = body[:MAX_ERROR_BODY_BYTES]
         self.headers = headers
         self.method = method
         self.path = path
@@ -177,7 +200,41 @@ class ResponseDecodeError(_ResponseError):
 
 
 class UnsuccessfulResponseError(_ResponseError):
-    """A 2xx answer whose body says ``"success": false``: the API did not do what was asked."""
+    """A 2xx answer whose body says ``"success": false`` (or is only an ``error`` object): the
+    API did not do what was asked. ``code``, ``error_subcode``, ``error_type``, ``details`` and
+    ``fbtrace_id`` are Meta's fields when the body carries them (else ``None``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        method: str,
+        path: str,
+        code: int | None = None,
+        error_subcode: int | None = None,
+        error_type: str | None = None,
+        details: str | None = None,
+        fbtrace_id: str | None = None,
+    ):
+        self.code = code
+        self.error_subcode = error_subcode
+        self.error_type = error_type
+        self.details = details
+        self.fbtrace_id = fbtrace_id
+        if code is not None:
+            message += f" (code {code})"
+        super().__init__(
+            message,
+            status_code=status_code,
+            body=body,
+            headers=headers,
+            method=method,
+            path=path,
+        )
 
 
 class APIStatusError(_ResponseError):
@@ -288,10 +345,12 @@ _CODE_CLASSES: dict[int, type[APIStatusError]] = {
 # 360dialog throttles with a 400 and a text: "You have exceeded the endpoint rate limit." or
 # "You have exceeded the limit of 1 request every * seconds".
 _RATE_LIMIT_TEXT = re.compile(r"rate.?limit|exceeded the limit of", re.IGNORECASE)
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+# Linear on any input: a tag cannot contain "<", so a run of "<" without ">" costs nothing.
+_TAG = re.compile(r"<[^<>]*>")
 _SPACE = re.compile(r"\s+")
 _SNIPPET = 200
+# Server-chosen text kept in an error's fields (message, details, ...), in characters.
+_FIELD_MAX = 1000
 
 
 def error_from_response(
@@ -310,19 +369,66 @@ def error_from_response(
     and non-JSON bodies (an HTML 502 from a proxy, an empty body).
     """
     fields = _parse_error_body(status, headers, body)
-    code = fields.get("code")
-    cls: type[APIStatusError]
-    if code in _CODE_CLASSES:
-        cls = _CODE_CLASSES[code]
-    elif code in _RATE_LIMIT_CODES or (
-        status == 400 and _RATE_LIMIT_TEXT.search(fields["message"])
-    ):
-        cls = RateLimitError
-    elif status >= 500:
-        cls = ServerError
-    else:
-        cls = _STATUS_CLASSES.get(status, APIStatusError)
+    cls = _error_class(status, fields) or APIStatusError
     return cls(status_code=status, body=body, headers=headers, method=method, path=path, **fields)
+
+
+def _error_from_answer(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+) -> APIStatusError | UnsuccessfulResponseError:
+    """Map a 2xx answer that says it failed (``"success": false``, or only an ``error``
+    object) through the same table: a code in it gives its class, else
+    :class:`UnsuccessfulResponseError`, with Meta's fields either way."""
+    fields = _answer_fields(body)
+    cls = _error_class(status, fields)
+    if cls is not None:
+        fields.setdefault("message", "error")
+        return cls(
+            status_code=status, body=body, headers=headers, method=method, path=path, **fields
+        )
+    message = fields.pop("message", None)
+    text = "the API answered success=false"
+    return UnsuccessfulResponseError(
+        f"{text}: {message}" if message else text,
+        status_code=status,
+        body=body,
+        headers=headers,
+        method=method,
+        path=path,
+        **fields,
+    )
+
+
+def _answer_fields(body: bytes) -> dict[str, Any]:
+    """Meta's fields in the error object of a 2xx body, if it has one."""
+    try:
+        data = _json.loads(body)
+    except _json.JSONDecodeError:
+        return {}
+    fields = _from_error_object(data) if isinstance(data, dict) else None
+    return {} if fields is None else fields
+
+
+def _error_class(status: int, fields: Mapping[str, Any]) -> type[APIStatusError] | None:
+    """The class for a response (the table in this module's docstring); ``None`` for a 2xx
+    whose code is not in the table."""
+    code = fields.get("code")
+    if code in _CODE_CLASSES:
+        return _CODE_CLASSES[code]
+    if code in _RATE_LIMIT_CODES or (
+        status == 400 and _RATE_LIMIT_TEXT.search(fields.get("message") or "")
+    ):
+        return RateLimitError
+    if status >= 500:
+        return ServerError
+    if 200 <= status < 300:
+        return None
+    return _STATUS_CLASSES.get(status, APIStatusError)
 
 
 def _parse_error_body(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
@@ -336,7 +442,8 @@ def _parse_error_body(status: int, headers: Mapping[str, str], body: bytes) -> d
         fields = _from_error_object(data)
         if fields is not None:
             return fields
-    return {"message": _status_text(status, headers, _snippet(body.decode("utf-8", "replace")))}
+    text = body[:MAX_ERROR_BODY_BYTES].decode("utf-8", "replace")
+    return {"message": _status_text(status, headers, _snippet(text))}
 
 
 def _from_error_object(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -382,14 +489,22 @@ def _first_text(data: Mapping[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = data.get(key)
         if isinstance(value, str) and value:
-            return value
+            return _bounded(value)
     return None
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= _FIELD_MAX else text[: _FIELD_MAX - 1] + "…"
 
 
 def _join_details(details: Any) -> str:
     if isinstance(details, list):
-        return "; ".join(str(item) for item in details)
-    return str(details)
+        return _bounded("; ".join(str(item) for item in details[:_FIELD_MAX]))
+    return _bounded(str(details))
+
+
+# Meta's codes are small; a longer digit string is not one (and int() of 4,300+ digits fails).
+_CODE = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -397,7 +512,7 @@ def _int_or_none(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _CODE.fullmatch(value.strip()):
         return int(value)
     return None
 
@@ -405,18 +520,31 @@ def _int_or_none(value: Any) -> int | None:
 def _status_text(status: int, headers: Mapping[str, str], summary: str) -> str:
     if 300 <= status < 400:
         location = headers.get("location", "")
-        return f"redirect to {location or 'an unknown location'} not followed"
+        where = f"{location!r:.200}" if location else "an unknown location"
+        return f"redirect to {where} not followed"
     return summary
 
 
 def _non_json_summary(headers: Mapping[str, str], body: bytes) -> str:
     content_type = headers.get("content-type", "unknown content type").split(";")[0]
-    title = _TITLE.search(body)
-    if title:
-        text = title.group(1).decode("utf-8", "replace")
-    else:
-        text = _TAG.sub(" ", body.decode("utf-8", "replace"))
-    return f"non-JSON body ({content_type}, {len(body)} bytes): {_snippet(text)}"
+    head = body[:MAX_ERROR_BODY_BYTES]  # a summary needs the start only
+    text = _html_title(head)
+    if text is None:
+        text = _TAG.sub(" ", head.decode("utf-8", "replace"))
+    return f"non-JSON body ({content_type:.80}, {len(body)} bytes): {_snippet(text)}"
+
+
+def _html_title(head: bytes) -> str | None:
+    # find() rather than a regex with ".*?": linear however many "<title" there are.
+    lower = head.lower()
+    start = lower.find(b"<title")
+    if start < 0:
+        return None
+    start = lower.find(b">", start)
+    end = lower.find(b"</title>", start)
+    if start < 0 or end < 0:
+        return None
+    return head[start + 1 : end].decode("utf-8", "replace")
 
 
 def _snippet(text: str) -> str:

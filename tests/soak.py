@@ -173,7 +173,9 @@ def _serve_fake(inbox: Connection, outbox: Connection, plan: dict[str, Any]) -> 
         connected_call_limit=10**6,
         max_concurrent_calls=10**7,
         permission_reads_per_second=10**7,
-        max_recorded_requests=None,  # the audit reads every request
+        max_recorded_requests=None,  # the audit reads every request, and every call
+        max_recorded_bytes=None,
+        max_recorded_calls=None,
     ) as fake:
         for user in plan["permitted"]:
             fake.grant_permission(user, notify=False)

@@ -241,6 +241,9 @@ def test_ctrl_c_exits_130_and_the_fake_server_stops_cleanly(api: FakeCallingAPI)
             process.send_signal(signal.SIGINT)
         assert slow.wait(10) == EXIT_INTERRUPTED
         assert server.wait(10) == EXIT_OK
+        # One word, not a traceback.
+        assert slow.communicate(timeout=10)[1] == "interrupted\n"
+        assert "Traceback" not in server.communicate(timeout=10)[1]
     finally:
         for process in (slow, server):
             process.kill()

@@ -21,6 +21,7 @@ from d360calling import (
     AuthenticationError,
     Client,
     ClientClosedError,
+    ClientMisuseError,
     InvalidRequestError,
     PermissionStatus,
     SettingsUpdate,
@@ -119,7 +120,7 @@ def test_calling_from_the_portal_loop_raises_instead_of_deadlocking(
     async def reenter() -> Any:
         return sync_client.get_settings()
 
-    with pytest.raises(RuntimeError, match="deadlock"):
+    with pytest.raises(ClientMisuseError, match="deadlock"):
         PORTAL.run(reenter)
 
 

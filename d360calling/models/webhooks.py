@@ -10,6 +10,8 @@ so this module never imports the clients."""
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import re
 from collections.abc import Coroutine, Mapping
 from typing import ClassVar, Protocol, TypeAlias, TypeVar, overload
@@ -417,8 +419,23 @@ class PermissionReplyEvent:
         return self.response == PermissionReplyResponse.ACCEPT
 
     @property
-    def dedupe_key(self) -> tuple[str, str, str]:
-        return (self.message_id or "", self.kind, str(self.response))
+    def dedupe_key(self) -> tuple[str, ...]:
+        """The message id and the response; a reply without a message id is identified by
+        everything it says (who, when, what), so two users' replies never share a key."""
+        if self.message_id:
+            return (self.message_id, self.kind, str(self.response))
+        return (
+            "",
+            self.kind,
+            str(self.response),
+            self.from_ or "",
+            self.from_user_id or "",
+            str(self.timestamp),
+            str(self.response_source or ""),
+            self.context_id or "",
+            str(self.expiration_timestamp),
+            str(self.is_permanent),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -432,8 +449,16 @@ class UnknownEvent:
     timestamp: int | None = None
 
     @property
-    def dedupe_key(self) -> None:
-        return None
+    def dedupe_key(self) -> tuple[str, str, str] | None:
+        """A digest of the field and the raw data: a redelivery of the same unmodelled item is
+        the same event. ``None`` (not de-duplicated) for data that has no JSON form."""
+        try:
+            canonical = json.dumps(
+                [self.field, self.raw], sort_keys=True, separators=(",", ":"), default=repr
+            )  # ASCII only: lone surrogates are escaped, so encoding cannot fail
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return (self.field or "", self.kind, hashlib.sha256(canonical.encode()).hexdigest())
 
 
 WebhookEvent = (

@@ -19,9 +19,9 @@ Installing d360calling also gives pytest the fixtures ``d360_fake_api`` and ``d3
 
 from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
-from ._calls import FakeCall
+from ._calls import DEFAULT_MAX_RECORDED_CALLS, FakeCall
 from ._clock import FakeClock
-from ._delivery import WebhookDelivery
+from ._delivery import WebhookDelivery, WebhookLog
 from ._enums import (
     CallAction,
     CallDirection,
@@ -35,15 +35,27 @@ from ._enums import (
 )
 from ._errors import ERROR_CATALOGUE, ScenarioError
 from ._faults import Fault, InjectedFault, RandomFaults
-from ._records import DEFAULT_MAX_RECORDED_REQUESTS, RecordedRequest, RequestLog
+from ._http import MAX_REQUEST_BYTES
+from ._records import (
+    DEFAULT_MAX_RECORDED_BYTES,
+    DEFAULT_MAX_RECORDED_REQUESTS,
+    DEFAULT_MAX_RECORDED_WEBHOOKS,
+    RecordedRequest,
+    RecordLog,
+    RequestLog,
+)
 from ._runner import ServedApp, serve
 from ._sdp import sample_answer, sample_offer
 from ._server import DEFAULT_API_KEY, FakeCallingAPI
 
 __all__ = (
     "DEFAULT_API_KEY",
+    "DEFAULT_MAX_RECORDED_BYTES",
+    "DEFAULT_MAX_RECORDED_CALLS",
     "DEFAULT_MAX_RECORDED_REQUESTS",
+    "DEFAULT_MAX_RECORDED_WEBHOOKS",
     "ERROR_CATALOGUE",
+    "MAX_REQUEST_BYTES",
     "SIGNATURE_HEADER",
     "CallAction",
     "CallDirection",
@@ -59,12 +71,14 @@ __all__ = (
     "PermissionReplySource",
     "PermissionStatus",
     "RandomFaults",
+    "RecordLog",
     "RecordedRequest",
     "RequestLog",
     "ScenarioError",
     "ServedApp",
     "CallTerminateStatus",
     "WebhookDelivery",
+    "WebhookLog",
     "sample_answer",
     "sample_offer",
     "serve",

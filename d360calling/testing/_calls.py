@@ -5,6 +5,7 @@ lock."""
 
 from __future__ import annotations
 
+import collections
 import secrets
 
 import attrs
@@ -15,9 +16,16 @@ from ._sdp import sdp_problem
 
 __all__ = (
     "Calls",
+    "DEFAULT_MAX_RECORDED_CALLS",
     "FakeCall",
+    "MAX_RECORDED_ACTIONS",
     "check_sdp",
 )
+
+DEFAULT_MAX_RECORDED_CALLS = 10_000  # ended calls kept; calls still going are always kept
+# Business actions kept per call: the real flow needs 3, and refused actions are recorded
+# too, so a client retrying forever against one ended call must not grow it without end.
+MAX_RECORDED_ACTIONS = 1_000
 
 
 @attrs.define(eq=False)
@@ -38,11 +46,18 @@ class FakeCall:
     connected_at: float | None = None
     ended_at: float | None = None
     end_reason: EndReason | None = None
-    actions: list[CallAction] = attrs.field(factory=list)  # business actions, in order
+    # Business actions, in order: the newest MAX_RECORDED_ACTIONS of them.
+    actions: list[CallAction] = attrs.field(factory=list)
 
     @property
     def active(self) -> bool:
         return self.state is not CallState.ENDED
+
+    @property
+    def size(self) -> int:
+        """Roughly the bytes this call holds: what the byte bound on ended calls counts."""
+        texts = (self.offer_sdp, self.answer_sdp, self.user_name, self.biz_opaque_callback_data)
+        return sum(len(text) for text in texts if text) + 8 * len(self.actions)
 
     @property
     def duration(self) -> int | None:
@@ -52,12 +67,26 @@ class FakeCall:
 
 
 class Calls:
-    def __init__(self, *, answer_window: float, max_concurrent_calls: int) -> None:
+    def __init__(
+        self,
+        *,
+        answer_window: float,
+        max_concurrent_calls: int,
+        max_ended_calls: int | None = DEFAULT_MAX_RECORDED_CALLS,
+        max_ended_bytes: int | None = None,
+    ) -> None:
+        if max_ended_calls is not None and max_ended_calls < 1:
+            raise ValueError("max_recorded_calls must be >= 1 (or None for no limit)")
         self.answer_window = answer_window
         self.max_concurrent_calls = max_concurrent_calls
+        self.max_ended_calls = max_ended_calls
+        self.max_ended_bytes = max_ended_bytes
         self.by_id: dict[str, FakeCall] = {}
         # Calls still waiting for an answer: the timer looks at these only, not at history.
         self._unanswered: dict[str, FakeCall] = {}
+        # Ended calls, oldest first, with the bytes each holds (its SDPs, mostly).
+        self._ended: collections.deque[tuple[str, int]] = collections.deque()
+        self._ended_bytes = 0
 
     def new(
         self, direction: CallDirection, user: str, offer: str, name: str | None, now: float
@@ -85,8 +114,20 @@ class Calls:
         return [call for call in self._unanswered.values() if call.answer_by <= now]
 
     def end(self, call: FakeCall, reason: EndReason, now: float) -> None:
+        if call.state is CallState.ENDED:  # pragma: no cover - the world ends a call once
+            return
         call.state, call.end_reason, call.ended_at = CallState.ENDED, reason, now
         self._unanswered.pop(call.id, None)
+        size = call.size
+        self._ended.append((call.id, size))
+        self._ended_bytes += size
+        while len(self._ended) > 1 and (
+            (self.max_ended_calls is not None and len(self._ended) > self.max_ended_calls)
+            or (self.max_ended_bytes is not None and self._ended_bytes > self.max_ended_bytes)
+        ):
+            old_id, old_size = self._ended.popleft()
+            self._ended_bytes -= old_size
+            self.by_id.pop(old_id, None)  # forgotten: its id is now unknown
 
     def _connect(self, call: FakeCall, now: float) -> None:
         call.state, call.connected_at = CallState.ACCEPTED, now
@@ -99,6 +140,8 @@ class Calls:
         if call is None:
             raise FakeAPIError.invalid(f"call_id: Invalid call_id '{call_id}'")
         call.actions.append(action)  # recorded even when refused: tests check what was tried
+        if len(call.actions) > MAX_RECORDED_ACTIONS:
+            del call.actions[0]
         return call
 
     def check_room_for(self, wa_id: str) -> None:

@@ -1,5 +1,10 @@
 """The fake's HTTP handler: records each request, applies the injected faults, checks the API
-key, asks the routes for the answer and writes it (whole, cut, slow or chunked)."""
+key, asks the routes for the answer and writes it (whole, cut, slow or chunked).
+
+A body over :data:`MAX_REQUEST_BYTES` is refused with 413 before (or as soon as) that much
+has arrived, so the fake never buffers more. Any other bad request is a 4xx answer from the
+routes (:class:`FakeAPIError`); an exception of any other kind is a bug in the fake and is
+left to aiohttp's 500, so that it shows."""
 
 from __future__ import annotations
 
@@ -14,13 +19,19 @@ from multidict import CIMultiDict
 
 from ._errors import FakeAPIError
 from ._faults import Fault, FaultPlan
+from ._jsonbody import BadJSON, parse
 from ._records import RecordedRequest, RequestLog
 from ._routes import Incoming
 
 __all__ = (
     "Dispatch",
     "Handler",
+    "MAX_REQUEST_BYTES",
 )
+
+# aiohttp's own default, set here on purpose: the largest real Calling body (an SDP, or a
+# settings update) is a few kB, and 360dialog documents no limit of its own.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 Dispatch = Callable[[Incoming], Any]
 
@@ -38,7 +49,7 @@ class Handler:
         self.cancelled = 0  # handlers cancelled because the client went away
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        body = await _read(request)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.log.append(
             RecordedRequest(
@@ -46,11 +57,13 @@ class Handler:
                 request.path,
                 dict(request.query),
                 CIMultiDict(request.headers),
-                body,
+                body or b"",
                 tuple(peer[:2]) if peer else ("", 0),
                 time.time(),
             )
         )
+        if body is None:
+            return _too_large()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -65,7 +78,7 @@ class Handler:
                 status, payload = fault.status or 200, _fault_body(fault)
             else:
                 status, answer = self._answer(request, body)
-                payload = json.dumps(answer).encode()
+                payload = json.dumps(answer, allow_nan=False).encode()  # as a real API writes
             if fault is not None and fault.drop == "after":
                 return _drop(request)
             return await _respond(request, status, payload, fault)
@@ -96,13 +109,33 @@ def _fault_body(fault: Fault) -> bytes:
     return json.dumps(fault.json).encode() if fault.json is not None else b""
 
 
+async def _read(request: web.Request) -> bytes | None:
+    """The body, or None when it is over the limit (what else arrives is discarded)."""
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:
+        return None
+    try:
+        return await request.read()  # stops once a chunked (or deflated) body passes the limit
+    except web.HTTPRequestEntityTooLarge:
+        return None
+
+
+def _too_large() -> web.Response:
+    error = FakeAPIError.dialog(413, f"Request body larger than {MAX_REQUEST_BYTES} bytes")
+    response = web.json_response(error.body, status=error.status)
+    # Then aiohttp reads and discards what is still coming for up to its lingering time
+    # (10 s), so a client that sends its whole body before it reads gets the 413 too.
+    response.force_close()
+    return response
+
+
 def _action_of(request: web.Request, body: bytes) -> str | None:
     if request.path != "/calling/calls" or not body:
         return None
     try:
-        action = json.loads(body).get("action")
-    except (ValueError, AttributeError):
+        data = parse(body)
+    except BadJSON:
         return None
+    action = data.get("action") if isinstance(data, dict) else None
     return action if isinstance(action, str) else None
 
 

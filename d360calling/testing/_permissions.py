@@ -17,6 +17,7 @@ from ._errors import FakeAPIError
 __all__ = (
     "DAY",
     "Limit",
+    "MAX_USERS",
     "PermissionReply",
     "Permissions",
     "TEMPORARY_PERMISSION_LIFETIME",
@@ -30,6 +31,10 @@ DAY = 24 * 3600
 WEEK = 7 * DAY
 TEMPORARY_PERMISSION_LIFETIME = WEEK
 UNANSWERED_BEFORE_REVOKE = 4
+# Users whose state is kept. A user is stored only once something happened to them (a
+# permission, a request, a call); past this many, the least recently seen is forgotten (as
+# if it never had a permission), so a hostile client cannot grow the fake without end.
+MAX_USERS = 100_000
 
 # A WhatsApp ID as the path of GET /calling/permissions/{id} takes it: the phone number in
 # international format, digits only (a leading "+" is tolerated).
@@ -69,29 +74,40 @@ class PermissionReply:
 
 
 class Permissions:
-    def __init__(self, *, connected_call_limit: int, reads_per_second: int) -> None:
-        self.users: dict[str, UserState] = {}
+    def __init__(
+        self, *, connected_call_limit: int, reads_per_second: int, max_users: int = MAX_USERS
+    ) -> None:
+        self.users: dict[str, UserState] = {}  # least recently seen first
+        self.max_users = max_users
         self.request_limits = (Limit("PT24H", DAY, 1), Limit("P7D", WEEK, 2))
         self.call_limits = (Limit("PT24H", DAY, connected_call_limit),)
         self.reads_per_second = reads_per_second
         self._reads: list[float] = []
 
     def user(self, wa_id: str, now: float) -> UserState:
+        """The user's state, stored from now on."""
+        wa_id = wa_id.lstrip("+")
+        state = self.users.pop(wa_id, None)
+        if state is None:
+            state = UserState(wa_id)
+            while len(self.users) >= self.max_users:
+                del self.users[next(iter(self.users))]
+        self.users[wa_id] = state  # the most recently seen is last
+        return _lapse(state, now)
+
+    def peek(self, wa_id: str, now: float) -> UserState:
+        """The user's state without storing a user seen for the first time (a read, or a
+        refused call, leaves nothing behind)."""
         wa_id = wa_id.lstrip("+")
         state = self.users.get(wa_id)
-        if state is None:
-            state = self.users[wa_id] = UserState(wa_id)
-        # A temporary permission lapses silently: no webhook is sent (api-facts §2.5).
-        if state.permission is PermissionStatus.TEMPORARY and (state.expires_at or 0) <= now:
-            state.permission, state.expires_at = PermissionStatus.NO_PERMISSION, None
-        return state
+        return UserState(wa_id) if state is None else _lapse(state, now)
 
     # -- the API's side -----------------------------------------------------------------
 
     def report(self, wa_id: str, now: float) -> dict[str, Any]:
         """The body of ``GET /calling/permissions/{wa_id}``; each read counts against the
         per-second limit (613 when over it)."""
-        if not WA_ID.match(wa_id):
+        if not WA_ID.fullmatch(wa_id):
             raise FakeAPIError.invalid(
                 f"consumer_whatsapp_id: '{wa_id}' is not a WhatsApp ID (digits only)"
             )
@@ -101,7 +117,7 @@ class Permissions:
                 613, f"Fetch call permission: {self.reads_per_second} requests per second"
             )
         reads.append(now)
-        user = self.user(wa_id, now)
+        user = self.peek(wa_id, now)
         permission: dict[str, Any] = {"status": user.permission}
         if user.expires_at is not None:
             permission["expiration_time"] = user.expires_at
@@ -137,7 +153,7 @@ class Permissions:
                     138009,
                     f"{limit.max_allowed} permission request(s) per {limit.period} reached",
                 )
-        user.permission_requests.append(now)
+        _stamp(user.permission_requests, now, self.request_limits)
         user.last_request_id = "wamid." + secrets.token_urlsafe(24)
         return user.last_request_id
 
@@ -183,7 +199,7 @@ class Permissions:
 
     def connected(self, user: UserState, now: float) -> None:
         # A connected call resets the permission-request counters (api-facts §3.3).
-        user.connected_calls.append(now)
+        _stamp(user.connected_calls, now, self.call_limits)
         user.permission_requests.clear()
         user.unanswered_in_a_row = 0
 
@@ -195,6 +211,21 @@ class Permissions:
             user.unanswered_in_a_row >= UNANSWERED_BEFORE_REVOKE
             and user.permission is not PermissionStatus.NO_PERMISSION
         )
+
+
+def _lapse(state: UserState, now: float) -> UserState:
+    # A temporary permission lapses silently: no webhook is sent (api-facts §2.5).
+    if state.permission is PermissionStatus.TEMPORARY and (state.expires_at or 0) <= now:
+        state.permission, state.expires_at = PermissionStatus.NO_PERMISSION, None
+    return state
+
+
+def _stamp(stamps: list[float], now: float, limits: tuple[Limit, ...]) -> None:
+    """Count a use at ``now``, forgetting the uses no limit counts any more (else a user's
+    list grows with every call over a long run)."""
+    oldest = now - max(limit.seconds for limit in limits)
+    stamps[:] = [t for t in stamps if t > oldest]
+    stamps.append(now)
 
 
 def _used(stamps: list[float], limit: Limit, now: float) -> int:

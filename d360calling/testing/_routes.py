@@ -5,7 +5,6 @@ well-formed requests."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ import attrs
 
 from ._contract import Contract
 from ._errors import FakeAPIError
+from ._jsonbody import BadJSON, parse
 from ._world import FakeWorld
 
 __all__ = (
@@ -40,9 +40,9 @@ class Incoming:
         if not self.content_type.startswith("application/json"):
             raise FakeAPIError.invalid("Content-Type must be application/json")
         try:
-            return json.loads(self.body)
-        except ValueError:
-            raise FakeAPIError.invalid("The request body is not valid JSON") from None
+            return parse(self.body)
+        except BadJSON as exc:
+            raise FakeAPIError.invalid(str(exc)) from None
 
 
 def allow(method: str, *allowed: str) -> None:
@@ -66,13 +66,19 @@ def api_route(world: FakeWorld, contract: Contract, request: Incoming) -> Any:
     if path == "/calling/settings":
         allow(method, "GET", "POST")
         if method == "GET":
-            flag = request.query.get("include_sip_credentials", "false").lower() == "true"
-            return world.get_settings(flag)
+            return world.get_settings(_boolean(request.query, "include_sip_credentials"))
         return world.update_settings(_valid_body(contract, request))
     if path == "/messages":
         allow(method, "POST")
         return _permission_request(world, _valid_body(contract, request))
     raise not_found(method, path)
+
+
+def _boolean(query: Mapping[str, str], name: str) -> bool:
+    value = query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise FakeAPIError.invalid(f"{name}: must be true or false")
+    return value == "true"
 
 
 def _valid_body(contract: Contract, request: Incoming) -> Any:

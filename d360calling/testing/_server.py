@@ -19,16 +19,22 @@ from .._async_client import AsyncClient
 from .._options import ClientOptions
 from .._sync_client import Client
 from . import _payloads as payloads
-from ._calls import FakeCall
+from ._calls import DEFAULT_MAX_RECORDED_CALLS, FakeCall
 from ._clock import FakeClock
 from ._contract import contract
 from ._control import CONTROL_PREFIX, control_route
-from ._delivery import WebhookDelivery, WebhookSender
+from ._delivery import WebhookDelivery, WebhookLog, WebhookSender
 from ._enums import PermissionReplyResponse, PermissionReplySource
 from ._errors import ScenarioError
 from ._faults import Fault, FaultPlan, InjectedFault, RandomFaults
-from ._http import Handler
-from ._records import DEFAULT_MAX_RECORDED_REQUESTS, RecordedRequest, RequestLog
+from ._http import MAX_REQUEST_BYTES, Handler
+from ._records import (
+    DEFAULT_MAX_RECORDED_BYTES,
+    DEFAULT_MAX_RECORDED_REQUESTS,
+    DEFAULT_MAX_RECORDED_WEBHOOKS,
+    RecordedRequest,
+    RequestLog,
+)
 from ._routes import Incoming, api_route
 from ._runner import ServedApp, serve
 from ._world import FakeWorld
@@ -52,12 +58,27 @@ class FakeCallingAPI:
     business side with a real client (:meth:`async_client`, :meth:`client`). Webhooks go to
     ``webhook_url``; every request and every webhook is recorded.
 
-    ``max_recorded_requests`` bounds :attr:`requests` (default 10 000, ``None``: no bound):
-    once full, the oldest request makes room, so a fake left running does not grow.
+    What it keeps is bounded, so a fake left running (or fed by a hostile client) does not
+    grow; in each, the oldest makes room (``None``: no bound):
+
+    - ``max_recorded_requests`` (10,000) and ``max_recorded_webhooks`` (10,000) bound
+      :attr:`requests` and :attr:`webhooks`, and ``max_recorded_bytes`` (64 MiB) the bytes
+      each of the two logs holds; ``max_recorded_webhooks`` also bounds the webhooks waiting
+      to be sent (the oldest waiting one is given up, with an ``error``).
+    - ``max_recorded_calls`` (10,000) bounds the *ended* calls kept in :attr:`calls`, and
+      ``max_recorded_bytes`` their bytes (SDPs, mostly); calls still going are always kept
+      (at most ``max_concurrent_calls``, each SDP at most 65,536 characters).
+    - The permission state of at most 100,000 users is kept (the least recently seen is
+      forgotten); a permission read or a refused call stores none.
+    - A request body over 1 MiB is refused with 413 before it is read. A webhook is tried
+      ``1 + webhook_retries`` times, each attempt ending after ``webhook_timeout`` seconds,
+      with pauses from ``webhook_retry_delay`` doubling up to 30 s; redirects are not
+      followed and the receiver's answer body is not kept.
 
     Each API request body is checked against the OpenAPI contract and the documented rules
     (see ``d360calling/testing/documented-requests.json``); a refused body gets Meta's error
-    100 whose ``details`` name the failing fields.
+    100 whose ``details`` name the failing fields. A body that is not JSON the fake accepts
+    (not UTF-8, ``NaN``, nested deeper than 64 levels...) gets the same 400.
     """
 
     def __init__(
@@ -71,6 +92,7 @@ class FakeCallingAPI:
         webhook_signing_secret: str | None = None,
         webhook_retries: int = 2,
         webhook_retry_delay: float = 0.2,
+        webhook_timeout: float = 10.0,
         business_number: str = "15550001111",
         phone_number_id: str = "100000000000001",
         waba_id: str = "200000000000001",
@@ -81,6 +103,9 @@ class FakeCallingAPI:
         clock: FakeClock | None = None,
         keepalive_timeout: float = 75.0,
         max_recorded_requests: int | None = DEFAULT_MAX_RECORDED_REQUESTS,
+        max_recorded_webhooks: int | None = DEFAULT_MAX_RECORDED_WEBHOOKS,
+        max_recorded_bytes: int | None = DEFAULT_MAX_RECORDED_BYTES,
+        max_recorded_calls: int | None = DEFAULT_MAX_RECORDED_CALLS,
     ) -> None:
         self.keepalive_timeout = keepalive_timeout
         self.host = host
@@ -96,7 +121,9 @@ class FakeCallingAPI:
             signing_secret=webhook_signing_secret,
             retries=webhook_retries,
             retry_delay=webhook_retry_delay,
-            timeout=10.0,
+            timeout=webhook_timeout,
+            log=WebhookLog(max_recorded_webhooks, max_recorded_bytes),
+            max_pending=max_recorded_webhooks,
         )
         self._world = FakeWorld(
             emit=self._emit,
@@ -106,10 +133,12 @@ class FakeCallingAPI:
             connected_call_limit=connected_call_limit,
             max_concurrent_calls=max_concurrent_calls,
             permission_reads_per_second=permission_reads_per_second,
+            max_ended_calls=max_recorded_calls,
+            max_ended_bytes=max_recorded_bytes,
         )
         self._handler = Handler(
             api_key=api_key,
-            log=RequestLog(max_recorded_requests),
+            log=RequestLog(max_recorded_requests, max_recorded_bytes),
             faults=self._faults,
             dispatch=self._dispatch,
         )
@@ -136,8 +165,9 @@ class FakeCallingAPI:
         if self._served is not None:
             raise RuntimeError("the fake server is already running")
         self._loop = asyncio.get_running_loop()
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handler.handle)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        # Every path, a newline in it too (".*" would leave it to aiohttp's plain-text 404).
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handler.handle)
         self._served = await serve(
             app,
             self.host,
@@ -310,7 +340,7 @@ class FakeCallingAPI:
 
     @property
     def calls(self) -> dict[str, FakeCall]:
-        """Every call so far, by id."""
+        """Every call still going and the newest ``max_recorded_calls`` ended ones, by id."""
         with self._world.lock:
             return dict(self._world.calls.by_id)
 
@@ -393,9 +423,11 @@ class FakeCallingAPI:
     # -- webhooks -------------------------------------------------------------------------
 
     @property
-    def webhooks(self) -> list[WebhookDelivery]:
-        """Every webhook produced, in order (including held and redelivered ones)."""
-        return list(self._sender.log)
+    def webhooks(self) -> WebhookLog:
+        """Every webhook produced, in order (including held and redelivered ones): the newest
+        ``max_recorded_webhooks`` of them once that many were made (``webhooks.dropped``
+        counts the older ones). Reads like a list, as :attr:`requests` does."""
+        return self._sender.log
 
     @property
     def webhook_url(self) -> str | None:

@@ -49,12 +49,19 @@ class FakeWorld:
         connected_call_limit: int,
         max_concurrent_calls: int,
         permission_reads_per_second: int,
+        max_ended_calls: int | None,
+        max_ended_bytes: int | None,
     ) -> None:
         self.lock = threading.RLock()
         self._emit = emit
         self.clock = clock
         self.business_number = business_number
-        self.calls = Calls(answer_window=answer_window, max_concurrent_calls=max_concurrent_calls)
+        self.calls = Calls(
+            answer_window=answer_window,
+            max_concurrent_calls=max_concurrent_calls,
+            max_ended_calls=max_ended_calls,
+            max_ended_bytes=max_ended_bytes,
+        )
         self.permissions = Permissions(
             connected_call_limit=connected_call_limit,
             reads_per_second=permission_reads_per_second,
@@ -99,7 +106,8 @@ class FakeWorld:
     def _connect(self, body: dict[str, Any]) -> dict[str, Any]:
         sdp = body["session"]["sdp"]
         check_sdp(sdp, need_fingerprint=self.settings.needs_fingerprint)
-        user = self.user(body.get("to") or body["recipient"])  # "to" wins when both are sent
+        # "to" wins when both are sent; a user nobody allowed calls is refused, not stored.
+        user = self.permissions.peek(body.get("to") or body["recipient"], self.now())
         self.permissions.check_can_call(user, self.now())
         self.calls.check_room_for(user.wa_id)
         call = self.calls.new(CallDirection.BUSINESS_INITIATED, user.wa_id, sdp, None, self.now())
@@ -148,7 +156,7 @@ class FakeWorld:
         self, wa_id: str, sdp: str | None, name: str | None, deeplink_payload: str | None
     ) -> FakeCall:
         with self.lock:
-            if not WA_ID.match(wa_id):
+            if not WA_ID.fullmatch(wa_id):
                 raise ScenarioError(f"{wa_id!r} is not a WhatsApp ID")
             if not self.settings.calling_enabled or self.settings.sip_enabled:
                 raise ScenarioError("calling over the Graph API is not enabled on this number")

@@ -22,11 +22,14 @@ from ..models.webhooks import (
     WebhookMetadata,
 )
 from ._auth import SIGNATURE_HEADER, WebhookAuth, signature, verify_signature
-from ._parse import parse_webhook
+from ._dedupe import DedupeMemory, InMemoryDedupeMemory
+from ._parse import MAX_ID_LENGTH, MAX_TIMESTAMP, parse_webhook
 from ._receiver import WebhookReceiver
 from ._tracker import CallRecord, CallStore, CallTracker, InMemoryCallStore
 
 __all__ = (
+    "MAX_ID_LENGTH",
+    "MAX_TIMESTAMP",
     "SIGNATURE_HEADER",
     "AsyncCallActions",
     "CallActions",
@@ -38,7 +41,9 @@ __all__ = (
     "CallTerminateEvent",
     "CallTracker",
     "ContactProfile",
+    "DedupeMemory",
     "InMemoryCallStore",
+    "InMemoryDedupeMemory",
     "PermissionReplyEvent",
     "SyncCallActions",
     "UnknownEvent",

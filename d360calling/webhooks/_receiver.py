@@ -1,24 +1,34 @@
-"""An aiohttp.web receiver for call webhooks that survives real delivery.
+"""An aiohttp.web receiver for call webhooks that survives real delivery, and the internet.
 
 It authenticates, parses, answers 200 at once (so the sender does not time out and deliver
 again), then runs the user's callbacks in the background: events of one call in order, calls
 in parallel. Duplicates are dropped; a connect that arrives after its call's terminate is not
 answered; events older than ``max_age`` are reported as stale instead of acted on.
+
+Every request is bounded before anything of it is kept: its body in bytes and in read time,
+its events in number, and the work all deliveries may have pending. What cannot be accepted
+now is answered 503 with ``Retry-After`` and nothing of it is remembered, so the sender's
+redelivery is acted on. What the receiver cannot bound on its own (the time a client may take
+to send its headers, the number of connections, TLS) is the job of a reverse proxy in front.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import json
 import logging
+import math
 import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 from aiohttp import web
+from aiohttp.streams import StreamReader
 
-from ..errors import WebhookParseError
+from ..errors import InvalidRequestError, WebhookParseError
 from ..models.webhooks import (
     CallConnectEvent,
     CallStatusEvent,
@@ -28,28 +38,129 @@ from ..models.webhooks import (
     WebhookEvent,
 )
 from ._auth import WebhookAuth
-from ._parse import parse_webhook
+from ._dedupe import DedupeMemory, InMemoryDedupeMemory
+from ._parse import _TooManyEvents, parse_webhook
 from ._tracker import CallRecord, CallTracker
 
-__all__ = ("Callback", "StaleCallback", "WebhookReceiver")
+__all__ = (
+    "CLOSE_TIMEOUT",
+    "RETRY_AFTER",
+    "Callback",
+    "StaleCallback",
+    "WebhookReceiver",
+)
 
 _log = logging.getLogger("d360calling.webhooks")
 
 E = TypeVar("E")
-K = TypeVar("K", bound=Hashable)
 
 Callback = Callable[[E], Awaitable[None]]
 """An async callback for one kind of event: ``Callback[CallConnectEvent]``."""
 StaleCallback = Callable[[WebhookEvent, str], Awaitable[None]]
+
+RETRY_AFTER: Final = 5
+"""Seconds the ``Retry-After`` of a 503 asks the sender to wait: short, since a call rings for
+about a minute."""
+CLOSE_TIMEOUT: Final = 30.0
+"""How long :meth:`WebhookReceiver.close` (and the app's cleanup) lets callbacks finish before
+it cancels them."""
+_CANCEL_GRACE: Final = 1.0  # how long close() waits for cancelled callbacks to unwind
+_LOG_INTERVAL: Final = 60.0  # refusals of one kind: one WARNING, then at most one a minute
+_READ_CHUNK: Final = 64 * 1024
+_MiB: Final = 1024 * 1024
+
+
+class _Refusal(Exception):
+    """A request the receiver answers with an error status (never raised to aiohttp)."""
+
+    def __init__(self, kind: str, status: int, text: str, detail: str = "") -> None:
+        super().__init__(text)
+        self.kind, self.status, self.text, self.detail = kind, status, text, detail
+
+
+class _Throttled:
+    """A WARNING for the first of a kind of refusal, then at most one per ``interval`` seconds
+    that says how many were not logged: an attacker cannot flood the logs."""
+
+    def __init__(self, clock: Callable[[], float], interval: float = _LOG_INTERVAL) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and 0 <= now - last < self._interval:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return
+        skipped = self._skipped.pop(kind, 0)
+        self._last[kind] = now
+        if skipped:
+            message += " (and %d more like it since the last report)"
+            args = (*args, skipped)
+        _log.warning(message, *args)
+
+
+class _Delivery:
+    """The callbacks of one accepted delivery still pending, and the body bytes they hold."""
+
+    __slots__ = ("remaining", "size")
+
+    def __init__(self, remaining: int, size: int) -> None:
+        self.remaining = remaining
+        self.size = size
 
 
 class WebhookReceiver:
     """Route webhook deliveries to async callbacks.
 
     ``on_event`` gets every event; the specific callbacks get theirs. ``on_stale(event,
-    reason)`` gets events that are not acted on: older than ``max_age`` seconds, or a connect
+    reason)`` gets events that are not acted on: older than ``max_age`` seconds, without the
+    timestamp their kind always carries (unless ``allow_missing_timestamp``), or a connect
     whose call already ended. Use :meth:`app` for a ready application, or :meth:`handle` as
     the handler of your own route; call :meth:`close` (the app does it on cleanup).
+
+    **Authentication is required**: ``signing_secret`` (the ``x-360dialog-signature`` HMAC)
+    and/or ``secret_header=(name, value)``; empty secrets are refused. Without either the
+    constructor raises :class:`~d360calling.InvalidRequestError`, unless you pass
+    ``insecure_no_auth=True``, which logs one WARNING when the receiver first serves.
+
+    **Bounds**, each answered before anything of the request is kept:
+
+    ==========================  ================  ============================================
+    Argument                    Default           When exceeded
+    ==========================  ================  ============================================
+    ``max_body_bytes``          1 MiB             413
+    ``body_timeout``            10 s              408 (a body that trickles in)
+    ``max_events_per_delivery`` 100               503 + ``Retry-After`` (counted unparsed)
+    ``max_pending_callbacks``   10,000            503 + ``Retry-After``: callbacks not finished
+    ``max_pending_bytes``       64 MiB            503 + ``Retry-After``: bodies of deliveries
+                                                  whose callbacks are not finished
+    ``callback_timeout``        None (no limit)   the callback is cancelled and logged
+    ==========================  ================  ============================================
+
+    A body that is not a webhook, or carries an id longer than 256 characters or a time
+    outside 1970…9999, gets 400; a failed authentication 401. Refusals are counted in
+    :attr:`stats` and logged at most once a minute per kind.
+
+    **Replays and duplicates**: each event's key (call id + event + status; a digest of the
+    item for unmodelled ones) goes to ``dedupe``, a :class:`DedupeMemory`; the default keeps
+    the newest ``remember`` keys in memory. A validly signed delivery replayed after a restart,
+    or after ``remember`` newer events, is acted on again if it is younger than ``max_age``:
+    give a persistent ``dedupe`` (Redis, a database) to close that window. A key is recorded
+    only once the delivery has passed every check, so a refused delivery's redelivery counts.
+    An unmodelled event is age-checked when it has a readable ``timestamp``, and acted on
+    when it has none. Which calls have ended is read from the call store (``tracker``), the
+    seam to make persistent with it.
+
+    **Memory retained at the defaults**, whatever the deliveries hold: the dedupe memory at
+    most 100,000 keys of at most 49 characters (about 20 MB), the call store at most
+    ``max_bytes`` (128 MiB, :class:`InMemoryCallStore`; a typical call takes about 900 bytes,
+    so 100,000 of them about 87 MiB); nothing else outlives a delivery's callbacks. While
+    callbacks run, at most 10,000 pending tasks (about 4 KB each with their events, 40 MB) and
+    64 MiB of delivery bodies (their parsed events take a small multiple of it). Per-call
+    locks live only while their call has callbacks pending.
     """
 
     def __init__(
@@ -64,16 +175,40 @@ class WebhookReceiver:
         on_stale: StaleCallback | None = None,
         signing_secret: str | bytes | None = None,
         secret_header: tuple[str, str] | None = None,
+        insecure_no_auth: bool = False,
         max_age: float | None = 300.0,
+        allow_missing_timestamp: bool = False,
         tracker: CallTracker | None = None,
+        dedupe: DedupeMemory | None = None,
         remember: int = 100_000,
+        max_body_bytes: int = _MiB,
+        body_timeout: float = 10.0,
+        max_events_per_delivery: int = 100,
+        max_pending_callbacks: int = 10_000,
+        max_pending_bytes: int = 64 * _MiB,
+        callback_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if secret_header is not None and (
+            not isinstance(secret_header, tuple) or len(secret_header) != 2
+        ):
+            raise InvalidRequestError("secret_header must be a (name, value) tuple")
         self.auth = WebhookAuth(
             signing_secret=signing_secret,
             header_name=secret_header[0] if secret_header else None,
             header_value=secret_header[1] if secret_header else None,
         )
+        if not isinstance(insecure_no_auth, bool):
+            raise InvalidRequestError("insecure_no_auth must be True or False")
+        if insecure_no_auth and self.auth.enabled:
+            raise InvalidRequestError("insecure_no_auth=True with a secret: give one or the other")
+        if not insecure_no_auth and not self.auth.enabled:
+            raise InvalidRequestError(
+                "a webhook receiver without authentication acts on anyone's requests: pass "
+                "signing_secret= and/or secret_header=(name, value), or insecure_no_auth=True "
+                "to run without (tests, or a network where only the sender can reach it)"
+            )
+        self.insecure_no_auth = insecure_no_auth
         self._on_connect = on_connect
         self._on_status = on_status
         self._on_terminate = on_terminate
@@ -81,71 +216,204 @@ class WebhookReceiver:
         self._on_unknown = on_unknown
         self._on_event = on_event
         self._on_stale = on_stale
-        self.max_age = max_age
+        self.max_age = None if max_age is None else _seconds("max_age", max_age)
+        self.allow_missing_timestamp = bool(allow_missing_timestamp)
         self.tracker = tracker if tracker is not None else CallTracker()
+        _count("remember", remember)
+        self.dedupe: DedupeMemory = dedupe if dedupe is not None else InMemoryDedupeMemory(remember)
+        self.max_body_bytes = _count("max_body_bytes", max_body_bytes)
+        self.body_timeout = _seconds("body_timeout", body_timeout)
+        self.max_events_per_delivery = _count("max_events_per_delivery", max_events_per_delivery)
+        self.max_pending_callbacks = _count("max_pending_callbacks", max_pending_callbacks)
+        self.max_pending_bytes = _count("max_pending_bytes", max_pending_bytes)
+        if self.max_events_per_delivery > self.max_pending_callbacks:
+            raise InvalidRequestError(
+                "max_events_per_delivery cannot exceed max_pending_callbacks (such a delivery "
+                "could never be accepted)"
+            )
+        if self.max_body_bytes > self.max_pending_bytes:
+            raise InvalidRequestError("max_body_bytes cannot exceed max_pending_bytes")
+        self.callback_timeout = (
+            None if callback_timeout is None else _seconds("callback_timeout", callback_timeout)
+        )
+        if not callable(clock):
+            raise InvalidRequestError("clock must be a callable giving Unix seconds")
         self._clock = clock
-        self._remember = remember
-        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._ended: OrderedDict[str, None] = OrderedDict()  # calls a terminate was seen for
+        self._throttled = _Throttled(clock)
+        self._warned_insecure = False
+        self._closing = False
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats = {"received": 0, "events": 0, "duplicates": 0, "stale": 0, "refused": 0}
+        self._abandoned: set[asyncio.Future[None]] = set()  # timed out, cancelled, not yet gone
+        self._reserved = 0  # callbacks of deliveries being accepted right now
+        self._pending_bytes = 0
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "received",  # requests handled
+                "events",  # events in accepted deliveries, duplicates included
+                "duplicates",
+                "stale",
+                "refused",  # every request not answered 200, the kinds below together
+                "unauthenticated",  # 401
+                "invalid",  # 400
+                "too_large",  # 413
+                "body_timeouts",  # 408
+                "too_many_events",  # 503
+                "overloaded",  # 503: pending callbacks or bytes at their cap, or closing
+                "callback_timeouts",
+                "cancelled",  # callbacks cancelled by close()
+            ),
+            0,
+        )
 
     # -- HTTP ---------------------------------------------------------------------------
 
     def app(self, path: str = "/webhook") -> web.Application:
-        app = web.Application()
+        """An application serving :meth:`handle` at ``path``; its cleanup calls :meth:`close`
+        (so callbacks get :data:`CLOSE_TIMEOUT` seconds to finish)."""
+        app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post(path, self.handle)
-        app.on_cleanup.append(lambda _: self.close())
+
+        async def cleanup(_: web.Application) -> None:
+            await self.close()
+
+        app.on_cleanup.append(cleanup)
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        """The aiohttp handler: 200 once the delivery is accepted (its callbacks run after),
+        else 400, 401, 408, 413 or 503 as the class describes; never an exception."""
+        if self.insecure_no_auth and not self._warned_insecure:
+            self._warned_insecure = True
+            _log.warning(
+                "webhook receiver serving without authentication (insecure_no_auth=True): "
+                "anyone who can reach it can post events"
+            )
         self.stats["received"] += 1
-        if self.auth.enabled and not self.auth.check(request.headers, body):
-            self.stats["refused"] += 1
-            _log.warning("webhook refused: authentication failed (from %s)", request.remote)
-            return web.Response(status=401, text="unauthenticated")
         try:
-            events = parse_webhook(body)
+            return await self._handle(request)
+        except _Refusal as refusal:
+            return self._refuse(refusal, request)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self._closing:
+            raise _Refusal("overloaded", 503, "the receiver is shutting down")
+        body = await self._read_body(request)
+        if self.auth.enabled and not self.auth.check(request.headers, body):
+            raise _Refusal("unauthenticated", 401, "unauthenticated", "authentication failed")
+        try:
+            events = parse_webhook(body, max_events=self.max_events_per_delivery)
+        except _TooManyEvents as exc:
+            raise _Refusal("too_many_events", 503, str(exc)) from None
         except WebhookParseError as exc:
-            self.stats["refused"] += 1
-            _log.warning("webhook refused: %s", exc)
-            return web.Response(status=400, text=str(exc))
-        for event in events:
-            self._accept(event)
+            raise _Refusal("invalid", 400, str(exc)) from None
+        need, size = len(events), len(body)
+        if need and (
+            len(self._tasks) + self._reserved + need > self.max_pending_callbacks
+            or self._pending_bytes + size > self.max_pending_bytes
+        ):
+            raise _Refusal("overloaded", 503, "too many webhook callbacks pending")
+        if need:
+            # From here the delivery is accepted or refused as a whole, even if the request
+            # is cancelled meanwhile (its keys must not stay recorded without their callbacks).
+            self._reserved += need
+            self._pending_bytes += size
+            accepting = asyncio.ensure_future(self._accept(events, size))
+            accepting.add_done_callback(_retrieved)  # its refusal is not "never retrieved"
+            await asyncio.shield(accepting)
         return web.Response(status=200)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        declared = request.content_length
+        if declared is not None and declared > self.max_body_bytes:
+            raise _Refusal("too_large", 413, f"the body is larger than {self.max_body_bytes} bytes")
+        if not request.can_read_body:  # read already (by a middleware), or no body at all
+            body = await request.read()
+        else:
+            try:
+                body = await asyncio.wait_for(
+                    _read_up_to(request.content, self.max_body_bytes), self.body_timeout
+                )
+            except asyncio.TimeoutError:
+                raise _Refusal(
+                    "body_timeouts", 408, f"the body did not arrive within {self.body_timeout:g} s"
+                ) from None
+        if len(body) > self.max_body_bytes:
+            raise _Refusal("too_large", 413, f"the body is larger than {self.max_body_bytes} bytes")
+        return body
+
+    def _refuse(self, refusal: _Refusal, request: web.Request) -> web.Response:
+        self.stats["refused"] += 1
+        self.stats[refusal.kind] += 1
+        self._throttled.warn(
+            refusal.kind,
+            "webhook refused with %d: %s (from %s)",
+            refusal.status,
+            refusal.detail or refusal.text,
+            request.remote,
+        )
+        response = web.Response(status=refusal.status, text=refusal.text)
+        if refusal.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER)
+        if refusal.status in (408, 413):
+            response.force_close()  # the rest of the body is not wanted
+        return response
 
     # -- dispatch -----------------------------------------------------------------------
 
-    def _accept(self, event: WebhookEvent) -> None:
-        self.stats["events"] += 1
-        key = event.dedupe_key
-        if key is not None:
-            if key in self._seen:
-                self.stats["duplicates"] += 1
-                return
-            self._remember_key(self._seen, key)
-        reason = self._stale_reason(event)
-        if isinstance(event, CallTerminateEvent):
-            self._remember_key(self._ended, event.call_id)
-        task = asyncio.create_task(self._run(event, reason))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _accept(self, events: list[WebhookEvent], size: int) -> None:
+        """Record the delivery's keys and start its callbacks; on a dedupe memory that fails,
+        take back what was recorded and refuse the delivery (503), so it is delivered again."""
+        recorded: list[str] = []
+        fresh: list[WebhookEvent] = []
+        try:
+            for event in events:
+                key = _memory_key(event)
+                if key is not None:
+                    if not await self.dedupe.first_time(key):
+                        self.stats["duplicates"] += 1
+                        continue
+                    recorded.append(key)
+                fresh.append(event)
+        except Exception:
+            _log.exception("webhook dedupe memory failed; the delivery is refused")
+            for key in recorded:
+                try:
+                    await self.dedupe.forget(key)
+                except Exception:
+                    _log.exception("webhook dedupe memory failed to forget a key")
+            self._pending_bytes -= size
+            raise _Refusal("overloaded", 503, "the dedupe memory failed") from None
+        finally:
+            self._reserved -= len(events)
+        self.stats["events"] += len(events)
+        if not fresh:
+            self._pending_bytes -= size
+            return
+        delivery = _Delivery(len(fresh), size)
+        for event in fresh:
+            task = asyncio.create_task(self._run(event, self._stale_reason(event)))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._finished, delivery))
 
-    def _remember_key(self, memory: OrderedDict[K, None], key: K) -> None:
-        memory[key] = None
-        if len(memory) > self._remember:
-            memory.popitem(last=False)
+    def _finished(self, delivery: _Delivery, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        delivery.remaining -= 1
+        if delivery.remaining == 0:
+            self._pending_bytes -= delivery.size
 
     def _stale_reason(self, event: WebhookEvent) -> str | None:
-        if isinstance(event, CallConnectEvent) and event.call_id in self._ended:
-            return "the call already ended (its terminate arrived first)"
+        if self.max_age is None:
+            return None
         timestamp = event.timestamp
-        if self.max_age is not None and timestamp is not None:
-            age = self._clock() - timestamp
-            if age > self.max_age:
-                return f"{age:.0f} s old (max_age {self.max_age:.0f} s)"
+        if timestamp is None:
+            # Every modelled kind carries one (api-facts §2); unmodelled kinds may not.
+            if self.allow_missing_timestamp or isinstance(event, UnknownEvent):
+                return None
+            return "no timestamp, so its age cannot be checked"
+        age = self._clock() - timestamp  # parse_webhook keeps timestamps within 0…9999
+        if age > self.max_age:
+            return f"{age:.0f} s old (max_age {self.max_age:.0f} s)"
         return None
 
     async def _run(self, event: WebhookEvent, stale: str | None) -> None:
@@ -165,18 +433,48 @@ class WebhookReceiver:
             _log.exception("webhook callback failed for %s", type(event).__name__)
 
     async def _dispatch(self, event: WebhookEvent, stale: str | None) -> None:
+        if stale is None and isinstance(event, CallConnectEvent):
+            # The call store is the memory of ended calls (under this call's lock, so a
+            # terminate that arrived first has been applied).
+            record = await self.tracker.get(event.call_id)
+            if record is not None and record.ended:
+                stale = "the call already ended (its terminate arrived first)"
         await self.tracker.apply(event)
         if stale is not None:
             self.stats["stale"] += 1
             _log.info("webhook event not acted on: %s: %s", type(event).__name__, stale)
             if self._on_stale is not None:
-                await self._on_stale(event, stale)
+                await self._guarded("on_stale", self._on_stale(event, stale))
             return
         pending = self._specific_callback(event)
         if pending is not None:
-            await pending
+            await self._guarded(f"on_{event.kind}", pending)
         if self._on_event is not None:
-            await self._on_event(event)
+            await self._guarded("on_event", self._on_event(event))
+
+    async def _guarded(self, name: str, callback: Awaitable[None]) -> None:
+        """Await a callback, cancelling it after ``callback_timeout`` seconds."""
+        if self.callback_timeout is None:
+            await callback
+            return
+        future = asyncio.ensure_future(callback)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=self.callback_timeout)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        if done:
+            future.result()  # the callback's own outcome, its exception included
+            return
+        future.cancel()
+        self._abandoned.add(future)  # until it has unwound; close() waits for it too
+        future.add_done_callback(self._abandoned.discard)
+        self.stats["callback_timeouts"] += 1
+        _log.warning(
+            "webhook callback %s timed out after %g s and was cancelled",
+            name,
+            self.callback_timeout,
+        )
 
     def _specific_callback(self, event: WebhookEvent) -> Awaitable[None] | None:
         """The run of the callback for this kind of event, if one was given (exact types, as
@@ -198,11 +496,77 @@ class WebhookReceiver:
         """The tracked state of a call."""
         return await self.tracker.get(call_id)
 
-    async def drain(self) -> None:
-        """Wait until every callback started so far has finished."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    @property
+    def pending(self) -> int:
+        """Callbacks started and not finished."""
+        return len(self._tasks)
 
-    async def close(self) -> None:
-        """Let running callbacks finish; idempotent."""
-        await self.drain()
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every callback started so far has finished, or ``timeout`` seconds have
+        passed; whether they all finished. Nothing is cancelled (:meth:`close` does that)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._tasks or self._abandoned:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait({*self._tasks, *self._abandoned}, timeout=left)
+        return True
+
+    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
+        """Stop accepting deliveries (503 from now on), let running callbacks finish for up to
+        ``timeout`` seconds (``None``: as long as they take), then cancel the rest; idempotent.
+        A callback that ignores its cancellation is left behind after a second."""
+        self._closing = True
+        if await self.drain(timeout):
+            return
+        running = {*self._tasks, *self._abandoned}
+        for task in running:
+            task.cancel()
+        self.stats["cancelled"] += len(running)
+        _log.warning(
+            "webhook receiver closed with %d callbacks still running after %g s: cancelled",
+            len(running),
+            timeout,
+        )
+        await asyncio.wait(running, timeout=_CANCEL_GRACE)
+
+
+async def _read_up_to(stream: StreamReader, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        chunk = await stream.read(min(_READ_CHUNK, limit + 1 - len(body)))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise _Refusal("too_large", 413, f"the body is larger than {limit} bytes")
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _memory_key(event: WebhookEvent) -> str | None:
+    """What the dedupe memory keeps of an event: its kind and a digest of its dedupe key,
+    about 50 characters however long the key's parts are."""
+    parts = event.dedupe_key
+    if parts is None:
+        return None
+    digest = hashlib.blake2b(json.dumps(list(parts)).encode(), digest_size=16).hexdigest()
+    return f"{event.kind}:{digest}"
+
+
+def _count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidRequestError(f"{name} must be a positive int, got {value!r:.40}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(f"{name} must be a number of seconds, got {value!r:.40}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidRequestError(f"{name} must be a positive, finite number of seconds")
+    return float(value)

@@ -1,13 +1,21 @@
 """Follows each call through its lifecycle from its webhooks: ringing, answered, ended, and
-why it ended. Records live in a :class:`CallStore`; the in-memory one is the default."""
+why it ended. Records live in a :class:`CallStore`; the in-memory one is the default.
+
+A record is bounded whatever its events carry: at most :data:`MAX_RECORD_EVENTS` labels and
+:data:`MAX_RECORD_ERRORS` errors (texts cut to :data:`MAX_RECORD_TEXT` characters), and
+``biz_opaque_callback_data`` only up to the API's 512 characters. The in-memory store is
+bounded in bytes (``max_bytes``) as well as in records."""
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 
+from .._constants import BIZ_OPAQUE_CALLBACK_DATA_MAX
+from ..errors import InvalidRequestError
 from ..models.webhooks import (
     CallConnectEvent,
     CallStatusEvent,
@@ -16,9 +24,25 @@ from ..models.webhooks import (
     WebhookEvent,
 )
 
-__all__ = ("CallRecord", "CallStore", "CallTracker", "InMemoryCallStore")
+__all__ = (
+    "MAX_RECORD_ERRORS",
+    "MAX_RECORD_EVENTS",
+    "MAX_RECORD_TEXT",
+    "CallRecord",
+    "CallStore",
+    "CallTracker",
+    "InMemoryCallStore",
+)
 
 RINGING, ANSWERED, ENDED = "ringing", "answered", "ended"
+
+MAX_RECORD_EVENTS: Final = 16
+"""Labels a record keeps in ``events`` (later ones are not added; a real call has about 4)."""
+MAX_RECORD_ERRORS: Final = 4
+"""Errors a record keeps (the terminate event itself carries them all)."""
+MAX_RECORD_TEXT: Final = 256
+"""Characters a record keeps of each error's ``message``, ``title``, ``href`` and details."""
+_LABEL_STATUS: Final = 64  # characters of a status kept in its event label
 
 
 @attrs.frozen(kw_only=True)
@@ -53,23 +77,67 @@ class CallStore(Protocol):
 
 
 class InMemoryCallStore:
-    """Records in a dict, keeping the newest ``max_calls`` (oldest dropped first)."""
+    """Records in a dict, keeping the newest ``max_calls`` and at most ``max_bytes`` of them
+    (oldest dropped first; sizes as ``sys.getsizeof`` counts them, strings included, about
+    900 bytes for a typical call, so the count is what binds at the defaults). A record larger
+    than ``max_bytes`` on its own is not kept."""
 
-    def __init__(self, max_calls: int = 100_000) -> None:
-        self._records: OrderedDict[str, CallRecord] = OrderedDict()
-        self._max = max_calls
+    def __init__(self, max_calls: int = 100_000, *, max_bytes: int = 128 * 1024 * 1024) -> None:
+        self._max = _positive_int("max_calls", max_calls)
+        self._max_bytes = _positive_int("max_bytes", max_bytes)
+        self._records: OrderedDict[str, tuple[CallRecord, int]] = OrderedDict()
+        self._bytes = 0
 
     async def get(self, call_id: str) -> CallRecord | None:
-        return self._records.get(call_id)
+        found = self._records.get(call_id)
+        return None if found is None else found[0]
 
     async def put(self, record: CallRecord) -> None:
-        self._records[record.call_id] = record
-        self._records.move_to_end(record.call_id)
-        while len(self._records) > self._max:
-            self._records.popitem(last=False)
+        old = self._records.pop(record.call_id, None)
+        if old is not None:
+            self._bytes -= old[1]
+        size = _record_size(record)
+        if size > self._max_bytes:
+            return
+        self._records[record.call_id] = (record, size)
+        self._bytes += size
+        while len(self._records) > self._max or self._bytes > self._max_bytes:
+            self._bytes -= self._records.popitem(last=False)[1][1]
+
+    @property
+    def bytes(self) -> int:
+        """What the records take, as counted against ``max_bytes``."""
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidRequestError(f"{name} must be a positive int, got {value!r:.40}")
+    return value
+
+
+_ENTRY = 100  # a dict slot, its key's share and the (record, size) tuple
+
+
+def _record_size(record: CallRecord) -> int:
+    """About how many bytes ``record`` holds on to: itself, its strings, ints and errors."""
+    size = _ENTRY + sys.getsizeof(record) + sys.getsizeof(record.events)
+    for value in attrs.astuple(record, recurse=False):
+        if isinstance(value, (str, int)):
+            size += sys.getsizeof(value)
+    size += sum(sys.getsizeof(label) for label in record.events)
+    size += sys.getsizeof(record.errors)
+    for error in record.errors:
+        size += sys.getsizeof(error) + sys.getsizeof(error.code)
+        size += sum(sys.getsizeof(text) for text in (error.message, error.title, error.href))
+        if error.error_data is not None:
+            size += sys.getsizeof(error.error_data) + sum(
+                sys.getsizeof(key) + sys.getsizeof(value) for key, value in error.error_data.items()
+            )
+    return size
 
 
 class CallTracker:
@@ -102,8 +170,9 @@ def _fold(
     record: CallRecord, event: CallConnectEvent | CallStatusEvent | CallTerminateEvent
 ) -> CallRecord:
     changes: dict[str, object] = {}
-    if event.biz_opaque_callback_data is not None:
-        changes["biz_opaque_callback_data"] = event.biz_opaque_callback_data
+    opaque = event.biz_opaque_callback_data
+    if opaque is not None and len(opaque) <= BIZ_OPAQUE_CALLBACK_DATA_MAX:
+        changes["biz_opaque_callback_data"] = opaque
     if isinstance(event, CallConnectEvent):
         label = "connect"
         changes.update(direction=str(event.direction) if event.direction else None, user=event.user)
@@ -111,7 +180,7 @@ def _fold(
         if not event.is_inbound and record.state != ENDED:  # the user picked up
             changes.update(state=ANSWERED, answered_at=event.timestamp)
     elif isinstance(event, CallStatusEvent):
-        label = f"status:{event.status}"
+        label = f"status:{str(event.status)[:_LABEL_STATUS]}"
         changes.setdefault("user", record.user or event.recipient_id)
         if record.state != ENDED:
             if event.status == "ACCEPTED":
@@ -125,9 +194,27 @@ def _fold(
             direction=record.direction or (str(event.direction) if event.direction else None),
             ended_at=event.end_time or event.timestamp,
             duration=event.duration,
-            errors=event.errors,
+            errors=tuple(_kept(error) for error in event.errors[:MAX_RECORD_ERRORS]),
             answered_at=record.answered_at or event.start_time,
         )
         if record.end_status != "REJECTED":
             changes["end_status"] = str(event.status) if event.status else None
-    return attrs.evolve(record, events=(*record.events, label), **changes)  # type: ignore[arg-type]
+    events = record.events if len(record.events) >= MAX_RECORD_EVENTS else (*record.events, label)
+    return attrs.evolve(record, events=events, **changes)  # type: ignore[arg-type]
+
+
+def _kept(error: WebhookError) -> WebhookError:
+    """``error`` as a record keeps it: texts cut short, ``error_data`` only its details."""
+
+    def cut(text: str | None) -> str | None:
+        return None if text is None else text[:MAX_RECORD_TEXT]
+
+    details = cut(error.details)
+    code = error.code if error.code is not None and abs(error.code) < 2**63 else None
+    return WebhookError(
+        code=code,
+        message=cut(error.message),
+        title=cut(error.title),
+        href=cut(error.href),
+        error_data=None if details is None else {"details": details},
+    )
