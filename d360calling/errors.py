@@ -8,6 +8,10 @@ what the API promises - while mistakes in the calling code are separate::
     ├── InvalidRequestError (also ValueError)    bad input, raised before anything is sent
     ├── ClientMisuseError (also RuntimeError)    the client used where it cannot work
     │   └── ClientClosedError                    the client was closed
+    ├── CallNotAnsweredError                     a business-initiated call that was not answered
+    │   ├── CallDeclinedError                    the user declined it
+    │   ├── CallUnansweredError                  it rang out, or ringing_timeout passed
+    │   └── CallFailedError                      it failed (see ``errors``)
     ├── WebhookParseError (also ValueError)      a webhook body that is not a WhatsApp webhook
     └── APIError                                 something went wrong talking to the API
         ├── APIConnectionError                   no HTTP response: refused, reset, TLS, DNS
@@ -18,8 +22,13 @@ what the API promises - while mistakes in the calling code are separate::
             ├── BadRequestError                  400
             ├── AuthenticationError              401
             ├── PermissionDeniedError            403, and calling-eligibility codes
-            │   └── NoCallPermissionError        code 138006: the user has not allowed calls
+            │   ├── NoCallPermissionError        code 138006: the user has not allowed calls
+            │   ├── CallLimitReachedError        code 138012: connected-call limit used up
+            │   ├── PermissionRequestLimitError  code 138009: too many permission requests
+            │   ├── PermissionAlreadyPermanentError  code 138017: nothing left to request
+            │   └── ReEngagementRequiredError    code 131047: outside the 24 h window
             ├── NotFoundError                    404
+            ├── MessageUndeliverableError        code 131026: the message cannot reach the user
             ├── RateLimitError                   429, 360dialog's "rate limit" 400, throttling
             └── ServerError                      5xx
 
@@ -30,6 +39,11 @@ The response                                           Class
 =====================================================  ===========================
 Meta code 138006 (any HTTP status, often 401)          ``NoCallPermissionError``
 Meta code 138000 (calling not enabled)                 ``PermissionDeniedError``
+Meta code 138012 (connected-call limit)                ``CallLimitReachedError``
+Meta code 138009 (permission-request limit)            ``PermissionRequestLimitError``
+Meta code 138017 (permanent permission exists)         ``PermissionAlreadyPermanentError``
+Meta code 131047 (outside the 24 h window)             ``ReEngagementRequiredError``
+Meta code 131026 (message undeliverable)               ``MessageUndeliverableError``
 Meta throttling code (4, 613, 80007, 130429, 131048,   ``RateLimitError``
 131056, 138002, 138005), or a 400 whose text says
 "rate limit" / "exceeded the limit of"
@@ -71,19 +85,29 @@ __all__ = (
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CallDeclinedError",
+    "CallFailedError",
+    "CallLimitReachedError",
+    "CallNotAnsweredError",
+    "CallUnansweredError",
     "ClientClosedError",
     "ClientMisuseError",
     "D360Error",
     "InvalidRequestError",
+    "MessageUndeliverableError",
     "NoCallPermissionError",
     "NotFoundError",
+    "PermissionAlreadyPermanentError",
     "PermissionDeniedError",
+    "PermissionRequestLimitError",
     "RateLimitError",
+    "ReEngagementRequiredError",
     "ResponseDecodeError",
     "ServerError",
     "UnsuccessfulResponseError",
     "WebhookParseError",
     "error_from_response",
+    "error_from_webhook",
 )
 
 
@@ -118,6 +142,31 @@ class ClientMisuseError(D360Error, RuntimeError):
 
 class ClientClosedError(ClientMisuseError):
     """The client has been closed; create a new one."""
+
+
+class CallNotAnsweredError(D360Error):
+    """A business-initiated call ended without being answered: ``outcome`` says how (a
+    ``CallOutcome``), ``call_id`` which call; ``errors`` are the terminate webhook's errors."""
+
+    def __init__(
+        self, message: str, *, call_id: str, outcome: object, errors: tuple[object, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.call_id = call_id
+        self.outcome = outcome
+        self.errors = errors
+
+
+class CallDeclinedError(CallNotAnsweredError):
+    """The user declined the call."""
+
+
+class CallUnansweredError(CallNotAnsweredError):
+    """Nobody answered: it rang out, or ``ringing_timeout`` passed and it was terminated."""
+
+
+class CallFailedError(CallNotAnsweredError):
+    """The call failed before it was answered; ``errors`` carries the webhook's errors."""
 
 
 class WebhookParseError(D360Error, ValueError):
@@ -294,6 +343,30 @@ class NoCallPermissionError(PermissionDeniedError):
     """Error 138006: the user has not granted this business permission to call."""
 
 
+class CallLimitReachedError(PermissionDeniedError):
+    """Error 138012: the user's connected-call limit is used up; ``can_call`` says until when."""
+
+
+class PermissionRequestLimitError(PermissionDeniedError):
+    """Error 138009: the permission-request limit (per 24 h / 7 days) for this user is reached."""
+
+
+class PermissionAlreadyPermanentError(PermissionDeniedError):
+    """Error 138017: the user already granted permanent permission; do not ask again."""
+
+
+class ReEngagementRequiredError(PermissionDeniedError):
+    """Error 131047: more than 24 h since the user last wrote; send a template instead."""
+
+
+class MessageUndeliverableError(APIStatusError):
+    """Error 131026: the message cannot be delivered (e.g. the user's WhatsApp is too old).
+
+    Usually reported by a message status webhook rather than the send's answer: see
+    :func:`error_from_webhook`.
+    """
+
+
 class NotFoundError(APIStatusError):
     """HTTP 404."""
 
@@ -341,6 +414,11 @@ _RATE_LIMIT_CODES = frozenset({4, 613, 80007, 130429, 131048, 131056, 138002, 13
 _CODE_CLASSES: dict[int, type[APIStatusError]] = {
     138000: PermissionDeniedError,
     138006: NoCallPermissionError,
+    138009: PermissionRequestLimitError,
+    138012: CallLimitReachedError,
+    138017: PermissionAlreadyPermanentError,
+    131047: ReEngagementRequiredError,
+    131026: MessageUndeliverableError,
 }
 # 360dialog throttles with a 400 and a text: "You have exceeded the endpoint rate limit." or
 # "You have exceeded the limit of 1 request every * seconds".
@@ -402,6 +480,24 @@ def _error_from_answer(
         path=path,
         **fields,
     )
+
+
+def error_from_webhook(
+    code: int | None, message: str | None, details: str | None = None, *, field: str = "messages"
+) -> APIStatusError:
+    """The error class the table gives for an error a webhook reported (a failed message
+    status, a terminate's ``errors[]``): e.g. 131026 → :class:`MessageUndeliverableError`.
+
+    Such an error has no HTTP exchange of its own: ``status_code`` is 200 (the delivery that
+    carried it), ``method`` is ``"WEBHOOK"`` and ``path`` the webhook's ``field``.
+    """
+    fields: dict[str, Any] = {
+        "message": _bounded(message) if message else "error",
+        "code": code,
+        "details": _bounded(details) if details else None,
+    }
+    cls = _error_class(200, fields) or APIStatusError
+    return cls(status_code=200, body=b"", headers={}, method="WEBHOOK", path=field, **fields)
 
 
 def _answer_fields(body: bytes) -> dict[str, Any]:
