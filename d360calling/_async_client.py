@@ -1,14 +1,20 @@
-"""AsyncClient: the API's four endpoints over one pooled session, with the one retry loop."""
+"""AsyncClient: the API's endpoints over one pooled session, with the one retry loop: the
+Calling endpoints, and the messages of the calling workflow on the messaging endpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import re
 import time
+import zoneinfo
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import aiohttp
+import attrs
 import cattrs
 
 from . import _json
@@ -30,31 +36,56 @@ from .errors import (
     _error_from_answer,
     error_from_response,
 )
-from .models._checks import check_whatsapp_id
+from .models._checks import check_user_id, is_business_scoped_id
+from .models._enums import TemplateParameterFormat
 from .models.calls import (
     CALL_ACTION_REQUESTS,
     AcceptCallRequest,
     CallActionRequest,
     CallActionResponse,
+    CallRecording,
+    CallTranscription,
     ConnectCallRequest,
     ConnectCallResponse,
     PreAcceptCallRequest,
     RejectCallRequest,
     TerminateCallRequest,
 )
-from .models.permissions import CallPermissions
-from .models.settings import Settings, SettingsUpdate, UpdateSettingsResponse
+from .models.messages import (
+    MESSAGE_REQUESTS,
+    CallButtonMessage,
+    CallPermissionRequestMessage,
+    CallPermissionTemplateMessage,
+    MessageContact,
+    MessageRequest,
+    MessageResponse,
+    SendMessageAnswer,
+)
+from .models.permissions import CallDecision, CallPermissions
+from .models.settings import (
+    CallHoursSettings,
+    HolidaySchedule,
+    Settings,
+    SettingsUpdate,
+    UpdateSettingsResponse,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._options import ClientOptionChanges
 
-__all__ = ("AsyncClient", "Deadline")
+__all__ = ("AsyncClient", "Deadline", "MESSAGES_PATH", "Moment")
 
 T = TypeVar("T")
 Deadline = float | datetime.datetime
 """When an answer-side action stops being worth retrying: Unix seconds or an aware datetime."""
+Moment = float | datetime.datetime
+"""A point in time: Unix seconds or an aware datetime."""
+
+# 360dialog's messaging endpoint (api-facts §0): the permission request and the call button
+# are messages, sent with the same base URL and key as the Calling endpoints.
+MESSAGES_PATH = "/messages"
 
 _log = logging.getLogger("d360calling")
 # Request and response bodies at DEBUG, separately switchable: they hold SDPs, whose ICE
@@ -65,6 +96,9 @@ _wire_log = logging.getLogger("d360calling.wire")
 _MEMO_TYPES: frozenset[type] = frozenset({CallActionResponse, UpdateSettingsResponse})
 _MEMO_MAX_BODY = 256
 _MEMO_MAX_ENTRIES = 64
+# SIP digest passwords, as settings read with include_sip_credentials=True carry them: kept
+# out of the wire log and of the body an error keeps.
+_SECRET_FIELD = re.compile(r'("(?:sip_user_password|password)"\s*:\s*)"(?:[^"\\]|\\.)*"')
 # What a client derived with with_options() cannot change: they belong to the shared pool.
 _POOL_OPTIONS = frozenset(
     {
@@ -95,8 +129,8 @@ class AsyncClient:
     when it fails); request bodies and response bodies (the first 64 KiB) go to
     ``d360calling.wire`` at DEBUG, with ``a=ice-pwd``, ``a=ice-ufrag``, ``a=key-mgmt`` and
     ``a=crypto`` ``inline:`` keys always redacted and IP addresses redacted unless
-    ``log_sdp_addresses=True``. The API key is never logged, and sits in a string whose repr
-    is ``<redacted>``.
+    ``log_sdp_addresses=True``; SIP passwords in settings bodies are redacted too. The API
+    key is never logged, and sits in a string whose repr is ``<redacted>``.
     """
 
     def __init__(
@@ -212,20 +246,35 @@ class AsyncClient:
 
     async def connect_call(
         self,
-        to: str,
-        sdp: str,
+        to: str | None = None,
+        sdp: str | None = None,
         *,
+        recipient: str | None = None,
         biz_opaque_callback_data: str | None = None,
+        recording: CallRecording | None = None,
+        transcription: CallTranscription | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> ConnectCallResponse:
         """Call a user (business-initiated) with an SDP offer; returns the new call's id.
 
+        The user is ``to``, a phone number (a business-scoped id given as ``to`` is sent as
+        ``recipient``), or ``recipient``, a business-scoped id; not both. ``recording`` and
+        ``transcription`` (e.g. ``CallRecording(announcement_language="en_US")``) ask for the
+        call to be recorded or transcribed, and are sent only when given.
+
         Never re-sent once the request may have reached the server: only a connection that
         could not be established is retried.
         """
+        if recipient is None and is_business_scoped_id(to):
+            to, recipient = None, to
         request = ConnectCallRequest(
-            to=to, sdp=sdp, biz_opaque_callback_data=biz_opaque_callback_data
+            to=to,
+            recipient=recipient,
+            sdp=sdp,  # type: ignore[arg-type]  # None is refused by the model, by name
+            biz_opaque_callback_data=biz_opaque_callback_data,
+            recording=recording,
+            transcription=transcription,
         )
         response, raw = await self._call_action(request, None, timeout, max_retries)
         call_id = response.call_id
@@ -255,13 +304,22 @@ class AsyncClient:
         sdp: str,
         *,
         biz_opaque_callback_data: str | None = None,
+        recording: CallRecording | None = None,
+        transcription: CallTranscription | None = None,
         deadline: Deadline | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> CallActionResponse:
-        """Accept an inbound call with the SDP answer (the same one given to pre-accept)."""
+        """Accept an inbound call with the SDP answer (the same one given to pre-accept).
+
+        ``recording`` and ``transcription`` ask for the call to be recorded or transcribed
+        (sent only when given)."""
         request = AcceptCallRequest(
-            call_id=call_id, sdp=sdp, biz_opaque_callback_data=biz_opaque_callback_data
+            call_id=call_id,
+            sdp=sdp,
+            biz_opaque_callback_data=biz_opaque_callback_data,
+            recording=recording,
+            transcription=transcription,
         )
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
@@ -343,21 +401,125 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> CallPermissions:
-        """May the business call this user now, and how much of each limit is used."""
-        wa_id = check_whatsapp_id(consumer_whatsapp_id, "consumer_whatsapp_id").lstrip("+")
+        """May the business call this user now, and how much of each limit is used.
+
+        The user is a phone number or a business-scoped id. 360dialog's path takes a WhatsApp
+        id; how it serves a user known only by a business-scoped id is not documented, so
+        such an id goes into the path as it is.
+        """
+        return await self._read_permissions(
+            consumer_whatsapp_id, "consumer_whatsapp_id", timeout, max_retries
+        )
+
+    async def can_call(
+        self,
+        user: str,
+        *,
+        now: Moment | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> CallDecision:
+        """May the business call ``user`` now; if not, why, and what to do next.
+
+        One permissions read (:meth:`get_call_permissions`) turned into a
+        :class:`~d360calling.models.CallDecision`: ``allowed``, ``reason`` (no permission,
+        expired, call limit used up, request limit reached), ``next_step`` (call, send a
+        permission request, wait until ``retry_at``) and the read itself. The limits are the
+        ones the API reports. A temporary permission counts as expired once its
+        ``expiration_time`` is past at ``now`` (default: when the read returns; Unix seconds
+        or an aware datetime).
+        """
+        moment = _moment(now, "now")
+        permissions = await self._read_permissions(user, "user", timeout, max_retries)
+        return CallDecision.from_permissions(
+            permissions, now=time.time() if moment is None else moment
+        )
+
+    async def _read_permissions(
+        self, user: str, name: str, timeout: float | None, max_retries: int | None
+    ) -> CallPermissions:
+        user_id = check_user_id(user, name)
+        segment = user_id if is_business_scoped_id(user_id) else user_id.lstrip("+")
         raw = await self._send(
-            "GET", PERMISSIONS_PATH + wa_id, None, CallKind.IDEMPOTENT, timeout, max_retries
+            "GET", PERMISSIONS_PATH + segment, None, CallKind.IDEMPOTENT, timeout, max_retries
         )
         return self._decode(CallPermissions, raw)
 
     async def get_settings(
-        self, *, timeout: float | None = None, max_retries: int | None = None
+        self,
+        *,
+        include_sip_credentials: bool = False,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> Settings:
-        """The number's calling settings (plus its encryption and storage settings)."""
-        raw = await self._send(
-            "GET", SETTINGS_PATH, None, CallKind.IDEMPOTENT, timeout, max_retries
-        )
-        return self._decode(Settings, raw)
+        """The number's calling settings (plus its encryption and storage settings).
+
+        ``include_sip_credentials=True`` asks for the SIP digest password of each server
+        (``SipServer.digest_password``); it is never logged nor shown in a ``repr``.
+        """
+        if not isinstance(include_sip_credentials, bool):
+            raise InvalidRequestError(
+                "include_sip_credentials must be True or False, "
+                f"got {include_sip_credentials!r:.40}"
+            )
+        query = "?include_sip_credentials=true" if include_sip_credentials else ""
+        path = SETTINGS_PATH + query
+        raw = await self._send("GET", path, None, CallKind.IDEMPOTENT, timeout, max_retries)
+        if not include_sip_credentials:
+            return self._decode(Settings, raw)
+        try:
+            return self._decode(Settings, raw)
+        except (ResponseDecodeError, UnsuccessfulResponseError, APIStatusError) as exc:
+            exc.body = _hide_secret_fields(exc.body)
+            raise
+
+    async def update_call_hours(
+        self,
+        call_hours: CallHoursSettings,
+        *,
+        keep_holiday_schedule: bool = True,
+        now: Moment | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> UpdateSettingsResponse:
+        """Write ``call_hours``, keeping the holiday schedule the number has.
+
+        The API replaces ``call_hours`` as a whole and deletes the holiday schedule when an
+        update leaves it out. So when ``call_hours.holiday_schedule`` is ``None`` and
+        ``keep_holiday_schedule`` is true, the settings are read first and their holidays
+        sent along, except those already past (the API refuses past dates; "past" is before
+        today in the call hours' time zone at ``now``, default the current time). A
+        ``holiday_schedule`` you give is sent as it is; ``keep_holiday_schedule=False``
+        sends ``call_hours`` as given. The read and the write are two requests: a change
+        made by someone else in between is overwritten.
+        """
+        if not isinstance(call_hours, CallHoursSettings):
+            raise InvalidRequestError(
+                f"call_hours must be a CallHoursSettings, got {type(call_hours).__name__}"
+            )
+        if not isinstance(keep_holiday_schedule, bool):
+            raise InvalidRequestError(
+                f"keep_holiday_schedule must be True or False, got {keep_holiday_schedule!r:.40}"
+            )
+        moment = _moment(now, "now")
+        update = SettingsUpdate.call_hours(call_hours)
+        problem = check_types(call_hours, "calling.call_hours")
+        if problem is not None:
+            raise InvalidRequestError(problem)  # before the read, not after it
+        if keep_holiday_schedule and call_hours.holiday_schedule is None:
+            current = (
+                await self.get_settings(timeout=timeout, max_retries=max_retries)
+            ).calling.call_hours
+            existing = None if current is None else current.holiday_schedule
+            if existing:
+                zone = call_hours.timezone_id or (current.timezone_id if current else None)
+                today = _today(zone, time.time() if moment is None else moment)
+                upcoming = tuple(holiday for holiday in existing if not _is_past(holiday, today))
+                if upcoming:
+                    update = SettingsUpdate.call_hours(
+                        attrs.evolve(call_hours, holiday_schedule=upcoming)
+                    )
+        return await self.update_settings(update, timeout=timeout, max_retries=max_retries)
 
     async def update_settings(
         self,
@@ -386,6 +548,137 @@ class AsyncClient:
         if not response.success:
             raise _unsuccessful(raw)
         return response
+
+    # -- messages (POST /messages) -------------------------------------------------------------
+
+    async def send_call_permission_request(
+        self,
+        to: str,
+        *,
+        body: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> MessageResponse:
+        """Ask ``to`` (a phone number or a business-scoped id) for permission to call, with
+        the interactive ``call_permission_request`` message; ``body`` (optional, at most 1024
+        characters) is its text.
+
+        Free-form: only inside the 24-hour customer-service window; outside it the message
+        fails with 131047 (:class:`~d360calling.ReEngagementRequiredError`; usually reported
+        by the message's status webhook, see :func:`~d360calling.errors.error_from_webhook`)
+        and :meth:`send_call_permission_template` is the way. A user whose WhatsApp is too
+        old gets 131026 (:class:`~d360calling.MessageUndeliverableError`), the same way.
+        Over the request limit the API answers 138009
+        (:class:`~d360calling.PermissionRequestLimitError`); when the user already granted a
+        permanent permission, 138017 (:class:`~d360calling.PermissionAlreadyPermanentError`).
+        The answer's ``message_id`` is what the user's reply carries as ``context.id``.
+
+        A message is never re-sent once it may have reached the server (a second one would
+        be a second, billed message): only a connection that could not be established is
+        retried.
+        """
+        message = CallPermissionRequestMessage(**_addressee(to), body=body)
+        return await self._send_message(message, timeout, max_retries)
+
+    async def send_call_permission_template(
+        self,
+        to: str,
+        template: str,
+        language: str,
+        *,
+        body_parameters: Sequence[str] | Mapping[str, str] = (),
+        header_parameters: Sequence[str] | Mapping[str, str] = (),
+        parameter_format: TemplateParameterFormat | str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> MessageResponse:
+        """Ask ``to`` for permission to call with an approved template (``template``, its
+        name, in ``language``, e.g. ``"en_US"``) that has a ``call_permission_request``
+        component; this works outside the 24-hour window.
+
+        ``body_parameters`` / ``header_parameters`` fill the template's variables: texts in
+        order for ``{{1}}``-style templates, a mapping of name to text for named ones
+        (``{"first_name": "Pablo"}``). ``parameter_format`` (``"positional"`` or
+        ``"named"``) follows from them when not given. Errors and retries as
+        :meth:`send_call_permission_request`.
+        """
+        message = CallPermissionTemplateMessage(
+            **_addressee(to),
+            template=template,
+            language=language,
+            body_parameters=body_parameters,
+            header_parameters=header_parameters,
+            parameter_format=parameter_format,
+        )
+        return await self._send_message(message, timeout, max_retries)
+
+    async def send_call_button(
+        self,
+        to: str,
+        body: str,
+        display_text: str,
+        *,
+        ttl_minutes: int | None = None,
+        payload: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> MessageResponse:
+        """Send ``to`` a message with a button that calls the business (the interactive
+        ``voice_call``): ``body`` is the text (at most 1024 characters), ``display_text`` the
+        button's label (at most 20), ``ttl_minutes`` how long the button works (1 to 43,200),
+        and ``payload`` (at most 512 characters) comes back as ``cta_payload`` on the call's
+        connect and terminate webhooks. Free-form, so inside the 24-hour window. Retries as
+        :meth:`send_call_permission_request`.
+        """
+        message = CallButtonMessage(
+            **_addressee(to),
+            body=body,
+            display_text=display_text,
+            ttl_minutes=ttl_minutes,
+            payload=payload,
+        )
+        return await self._send_message(message, timeout, max_retries)
+
+    async def send_message(
+        self,
+        message: MessageRequest,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> MessageResponse:
+        """Send any message of the calling workflow (e.g.
+        ``CallButtonMessage(to=..., body=..., display_text=...)``); the three methods above
+        are shorthands for it. Never re-sent once it may have reached the server."""
+        if not isinstance(message, MESSAGE_REQUESTS):
+            raise InvalidRequestError(
+                "message must be a CallPermissionRequestMessage, CallPermissionTemplateMessage "
+                f"or CallButtonMessage, got {type(message).__name__}"
+            )
+        return await self._send_message(message, timeout, max_retries)
+
+    async def _send_message(
+        self, message: MessageRequest, timeout: float | None, max_retries: int | None
+    ) -> MessageResponse:
+        # CONNECT's rules: a resent message is a second (billed) message, so only a request
+        # that certainly never left is repeated.
+        raw = await self._send(
+            "POST", MESSAGES_PATH, encode(message), CallKind.CONNECT, timeout, max_retries
+        )
+        answer = self._decode(SendMessageAnswer, raw)
+        sent = answer.messages[0] if answer.messages else None
+        if sent is None or not sent.id:
+            raise _bad_body(
+                "the message was answered without a message id (it may have been sent)", raw
+            )
+        contact = answer.contacts[0] if answer.contacts else MessageContact()
+        return MessageResponse(
+            message_id=sent.id,
+            wa_id=contact.wa_id,
+            input=contact.input,
+            message_status=sent.message_status,
+            user_id=contact.user_id,
+            messaging_product=answer.messaging_product,
+        )
 
     # -- the one request path ----------------------------------------------------------------
 
@@ -519,7 +812,7 @@ class AsyncClient:
         )  # pragma: no cover
 
     def _loggable(self, body: bytes) -> str:
-        text = body.decode("utf-8", "replace")
+        text = _SECRET_FIELD.sub(r'\1"<redacted>"', body.decode("utf-8", "replace"))
         return redact_sdp(text, addresses=not self._options.log_sdp_addresses)
 
     def _decode(self, cls: type[T], raw: RawResponse) -> T:
@@ -552,10 +845,12 @@ class AsyncClient:
 
 
 def _is_error_answer(data: Any) -> bool:
-    """A 2xx body that is Graph's error envelope (``{"error": {...}}`` or an error text)
-    rather than the answer asked for."""
+    """A 2xx body that is Graph's error envelope (``{"error": {...}}`` or an error text), or
+    that says ``"success": false``, rather than the answer asked for."""
     if not isinstance(data, dict) or data.get("success") is True:
         return False
+    if data.get("success") is False:
+        return True
     error = data.get("error")
     return isinstance(error, dict) or (isinstance(error, str) and bool(error))
 
@@ -609,3 +904,48 @@ def _bad_body(message: str, raw: RawResponse) -> ResponseDecodeError:
         method=raw.method,
         path=raw.path,
     )
+
+
+def _addressee(user: str) -> dict[str, str]:
+    """The user of a message as its wire field: a business-scoped id is ``recipient``, a
+    phone number ``to``."""
+    user_id = check_user_id(user, "to")
+    return {"recipient": user_id} if is_business_scoped_id(user_id) else {"to": user_id}
+
+
+def _moment(value: Moment | None, name: str) -> float | None:
+    """``value`` as Unix seconds (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise InvalidRequestError(f"{name} must be a timezone-aware datetime")
+        return value.timestamp()
+    seconds = finite_float(value)
+    if seconds is None or seconds < 0:
+        raise InvalidRequestError(
+            f"{name} must be finite, non-negative Unix seconds or an aware datetime, "
+            f"got {value!r:.40}"
+        )
+    return seconds
+
+
+def _today(zone: str | None, now: float) -> datetime.date:
+    """The date at ``now`` in the time zone ``zone`` (UTC when it is unknown here)."""
+    tz: datetime.tzinfo = datetime.timezone.utc
+    if zone:
+        with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            tz = zoneinfo.ZoneInfo(zone)
+    return datetime.datetime.fromtimestamp(now, tz).date()
+
+
+def _is_past(holiday: HolidaySchedule, today: datetime.date) -> bool:
+    try:
+        return datetime.date.fromisoformat(holiday.date) < today
+    except (TypeError, ValueError):
+        return False  # not a date we can read: the API's own value, sent back as it came
+
+
+def _hide_secret_fields(body: bytes) -> bytes:
+    text = _SECRET_FIELD.sub(r'\1"<redacted>"', body.decode("utf-8", "replace"))
+    return text.encode("utf-8")

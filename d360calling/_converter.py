@@ -6,8 +6,10 @@ documented alternative spellings (``expiration``, ``open_time``/``close_time``) 
 The strict converter is the same but refuses unknown keys, so tests notice API drift.
 Encoding omits fields the user did not set (``None``); call actions get their wire frame
 (``messaging_product``, ``action``, the ``session`` around the SDP) around a cattrs-generated
-encoding of their own fields. :func:`check_types` holds an update's values to their declared
-types exactly, before anything is sent (attrs does not check types).
+encoding of their own fields, and messages (``POST /messages``) theirs: ``recipient_type``,
+``to`` or ``recipient``, and the ``interactive`` or ``template`` object Meta's Cloud API
+documents. :func:`check_types` holds an update's values to their declared types exactly,
+before anything is sent (attrs does not check types).
 """
 
 from __future__ import annotations
@@ -22,7 +24,18 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
-from .models.calls import CALL_ACTION_REQUESTS, CallActionRequest
+from .models.calls import (
+    CALL_ACTION_REQUESTS,
+    CallActionRequest,
+    CallRecording,
+    CallTranscription,
+)
+from .models.messages import (
+    CallButtonMessage,
+    CallPermissionRequestMessage,
+    CallPermissionTemplateMessage,
+    TemplateParameter,
+)
 from .models.permissions import CallPermission
 from .models.settings import HolidaySchedule, SettingsUpdate
 from .models.webhooks import CallConnectEvent, CallStatusEvent, CallTerminateEvent
@@ -67,8 +80,15 @@ def make_converter(*, strict: bool = False, exact: bool = False) -> cattrs.Conve
         attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
     )
     conv.register_unstructure_hook_factory(_is_open_enum, lambda _: _unstructure_open_enum)
+    for options_cls in (CallRecording, CallTranscription):
+        # Every field that is set, defaults included: status ENABLED is the default and
+        # must still be sent. (Before the call actions: their hooks are generated now.)
+        conv.register_unstructure_hook(options_cls, _set_fields_hook(conv, options_cls))
     for request_cls in CALL_ACTION_REQUESTS:
         conv.register_unstructure_hook(request_cls, _call_action_hook(conv, request_cls))
+    conv.register_unstructure_hook(CallPermissionRequestMessage, _permission_request_wire)
+    conv.register_unstructure_hook(CallPermissionTemplateMessage, _permission_template_wire)
+    conv.register_unstructure_hook(CallButtonMessage, _call_button_wire)
     conv.register_unstructure_hook(
         SettingsUpdate, lambda update: {"calling": {update.feature: conv.unstructure(update.value)}}
     )
@@ -106,6 +126,89 @@ def _call_action_hook(
         return wire
 
     return unstructure
+
+
+def _set_fields_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any], dict[str, Any]]:
+    fields: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, conv)
+
+    def unstructure(obj: Any) -> dict[str, Any]:
+        return {
+            key: value.value if isinstance(value, enum.Enum) else value
+            for key, value in fields(obj).items()
+            if value is not None
+        }
+
+    return unstructure
+
+
+# -- messages (POST /messages; Meta's Cloud API bodies, api-facts §3.2, api-2026 §1-2) ----------
+
+
+def _message_frame(
+    message: CallPermissionRequestMessage | CallPermissionTemplateMessage | CallButtonMessage,
+    kind: str,
+) -> dict[str, Any]:
+    wire: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    # A business-scoped id goes out as "recipient" (never both: the API would let "to" win).
+    if message.to is not None:
+        wire["to"] = message.to
+    else:
+        wire["recipient"] = message.recipient
+    wire["type"] = kind
+    return wire
+
+
+def _permission_request_wire(message: CallPermissionRequestMessage) -> dict[str, Any]:
+    interactive: dict[str, Any] = {
+        "type": "call_permission_request",
+        "action": {"name": "call_permission_request"},
+    }
+    if message.body is not None:
+        interactive["body"] = {"text": message.body}
+    return {**_message_frame(message, "interactive"), "interactive": interactive}
+
+
+def _template_parameters(parameters: tuple[TemplateParameter, ...]) -> list[dict[str, str]]:
+    wire = []
+    for parameter in parameters:
+        item = {"type": "text", "text": parameter.text}
+        if parameter.name is not None:
+            item["parameter_name"] = parameter.name
+        wire.append(item)
+    return wire
+
+
+def _permission_template_wire(message: CallPermissionTemplateMessage) -> dict[str, Any]:
+    # A template message names the template and fills its variables; the
+    # call_permission_request component belongs to the template as created, so the send
+    # carries no component for it (Meta: "send it as a normal template message").
+    template: dict[str, Any] = {"name": message.template, "language": {"code": message.language}}
+    components = []
+    if message.header_parameters:
+        components.append(
+            {"type": "header", "parameters": _template_parameters(message.header_parameters)}
+        )
+    if message.body_parameters:
+        components.append(
+            {"type": "body", "parameters": _template_parameters(message.body_parameters)}
+        )
+    if components:
+        template["components"] = components
+    return {**_message_frame(message, "template"), "template": template}
+
+
+def _call_button_wire(message: CallButtonMessage) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"display_text": message.display_text}
+    if message.ttl_minutes is not None:
+        parameters["ttl_minutes"] = message.ttl_minutes
+    if message.payload is not None:
+        parameters["payload"] = message.payload
+    interactive = {
+        "type": "voice_call",
+        "body": {"text": message.body},
+        "action": {"name": "voice_call", "parameters": parameters},
+    }
+    return {**_message_frame(message, "interactive"), "interactive": interactive}
 
 
 def _exact(cls: type) -> Callable[[Any, Any], Any]:

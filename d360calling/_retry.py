@@ -4,8 +4,9 @@ The rules follow the kind of call, not only the status:
 
 * ``IDEMPOTENT`` - reads and settings updates: retried on connection errors, timeouts,
   408, 429, 5xx, 360dialog's "rate limit" 400 and Meta's throttling codes.
-* ``CONNECT`` - placing a call: retried only when the request certainly never left the
-  process (no connection, or none free in the pool). A duplicate call is worse than an error.
+* ``CONNECT`` - placing a call or sending a message: retried only when the request certainly
+  never left the process (no connection, or none free in the pool). A duplicate call is worse
+  than an error, and a message sent twice is two (billed) messages.
 * ``ANSWER_SIDE`` - pre_accept/accept/reject/terminate: retried like ``IDEMPOTENT`` but never
   past the deadline. After an attempt whose answer was lost, a retry refused as a repeat
   (400/404/409) is reported as "may have succeeded", not as the action having failed.

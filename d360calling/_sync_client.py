@@ -187,8 +187,14 @@ class Client:
     terminate_call = _blocking(AsyncClient.terminate_call)
     perform_call_action = _blocking(AsyncClient.perform_call_action)
     get_call_permissions = _blocking(AsyncClient.get_call_permissions)
+    can_call = _blocking(AsyncClient.can_call)
     get_settings = _blocking(AsyncClient.get_settings)
     update_settings = _blocking(AsyncClient.update_settings)
+    update_call_hours = _blocking(AsyncClient.update_call_hours)
+    send_call_permission_request = _blocking(AsyncClient.send_call_permission_request)
+    send_call_permission_template = _blocking(AsyncClient.send_call_permission_template)
+    send_call_button = _blocking(AsyncClient.send_call_button)
+    send_message = _blocking(AsyncClient.send_message)
 
 
 def _running_loop_in_this_thread() -> bool:

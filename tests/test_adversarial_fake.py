@@ -33,6 +33,7 @@ from d360calling.testing import (
     FakeCallingAPI,
     Fault,
     RecordLog,
+    ScenarioError,
     sample_answer,
     sample_offer,
     serve,
@@ -140,9 +141,21 @@ BODY_ROUTES = [
     "/messages",
     "/_fake/calls",
     f"/_fake/permissions/{OTHER}",
+    f"/_fake/permissions/{OTHER}/grant",
     "/_fake/calls/wacid.nothing/answer",
+    "/_fake/calls/wacid.nothing/ring-out",
+    "/_fake/users",
+    "/_fake/messages",
+    "/_fake/messages/wamid.nothing/press",
+    "/_fake/templates",
 ]
-OPTIONAL_BODY = {f"/_fake/permissions/{OTHER}", "/_fake/calls/wacid.nothing/answer"}
+OPTIONAL_BODY = {
+    f"/_fake/permissions/{OTHER}",
+    f"/_fake/permissions/{OTHER}/grant",
+    "/_fake/calls/wacid.nothing/answer",
+    "/_fake/calls/wacid.nothing/ring-out",
+    "/_fake/messages/wamid.nothing/press",
+}
 
 
 @pytest.mark.parametrize("route", BODY_ROUTES)
@@ -258,6 +271,8 @@ def _templates(
                 "to": "4915100000077",
                 "session": {"sdp_type": "offer", "sdp": sample_offer()},
                 "biz_opaque_callback_data": "order-1",
+                "recording": {"status": "ENABLED", "purpose": "quality"},
+                "transcription": {"status": "DISABLED", "announcement_language": "en_US"},
             },
             {
                 ("messaging_product",): NOT_A_STRING,
@@ -266,6 +281,10 @@ def _templates(
                 ("session",): [1, "x", [], None],
                 **dict.fromkeys(session, NOT_A_STRING),
                 ("biz_opaque_callback_data",): NOT_A_STRING,
+                ("recording",): [1, "x", [], None],
+                ("recording", "status"): NOT_A_STRING,
+                ("recording", "purpose"): NOT_A_STRING,
+                ("transcription", "announcement_language"): NOT_A_STRING,
             },
         ),
         "accept": (
@@ -333,13 +352,72 @@ def _templates(
                 "messaging_product": "whatsapp",
                 "to": "4915100000078",
                 "type": "interactive",
-                "interactive": {"type": "call_permission_request"},
+                "interactive": {
+                    "type": "call_permission_request",
+                    "action": {"name": "call_permission_request"},
+                    "body": {"text": "May we call you?"},
+                },
             },
             {
+                ("messaging_product",): NOT_A_STRING,
                 ("to",): NOT_A_STRING,
                 ("type",): NOT_A_STRING,
                 ("interactive",): [1, "x", [], None],
                 ("interactive", "type"): NOT_A_STRING,
+                ("interactive", "action"): [1, "x", [], None],
+                ("interactive", "action", "name"): NOT_A_STRING,
+                ("interactive", "body", "text"): NOT_A_STRING,
+            },
+        ),
+        "call button": (
+            "/messages",
+            {
+                "messaging_product": "whatsapp",
+                "recipient": "US.13491208655302741918",
+                "type": "interactive",
+                "interactive": {
+                    "type": "voice_call",
+                    "body": {"text": "Call us"},
+                    "action": {
+                        "name": "voice_call",
+                        "parameters": {"display_text": "Call", "ttl_minutes": 60, "payload": "p"},
+                    },
+                },
+            },
+            {
+                ("recipient",): NOT_A_STRING,
+                ("interactive", "body"): [1, "x", [], None],
+                ("interactive", "action", "parameters"): [1, "x", [], None],
+                ("interactive", "action", "parameters", "display_text"): NOT_A_STRING,
+                ("interactive", "action", "parameters", "ttl_minutes"): NOT_AN_INTEGER,
+                ("interactive", "action", "parameters", "payload"): NOT_A_STRING,
+            },
+        ),
+        "template": (
+            "/messages",
+            {
+                "messaging_product": "whatsapp",
+                "to": "4915100000076",
+                "type": "template",
+                "template": {
+                    "name": "call_request",
+                    "language": {"code": "en_US"},
+                    "components": [
+                        {"type": "BODY", "parameters": [{"type": "text", "text": "Al"}]},
+                        {"type": "call_permission_request"},
+                    ],
+                },
+            },
+            {
+                ("template",): [1, "x", [], None],
+                ("template", "name"): NOT_A_STRING,
+                ("template", "language"): [1, "x", [], None],
+                ("template", "language", "code"): NOT_A_STRING,
+                ("template", "components"): [1, "x", {}, None],
+                ("template", "components", 0, "type"): NOT_A_STRING,
+                ("template", "components", 0, "parameters"): [1, "x", {}, None],
+                ("template", "components", 0, "parameters", 0, "type"): NOT_A_STRING,
+                ("template", "components", 0, "parameters", 0, "text"): NOT_A_STRING,
             },
         ),
         "a user calls in": (
@@ -362,6 +440,36 @@ def _templates(
             {"permanent": True},
             {("permanent",): NOT_A_BOOLEAN},
         ),
+        "the user writes": (
+            "/_fake/messages",
+            {"from": "4915100000075", "text": "hello"},
+            {("from",): NOT_A_STRING, ("text",): NOT_A_STRING},
+        ),
+        "a user is added": (
+            "/_fake/users",
+            {"user": "US.1", "name": "Bo", "old_client": True},
+            {
+                ("user",): NOT_A_STRING,
+                ("name",): [x for x in NOT_A_STRING if x is not None],
+                ("old_client",): NOT_A_BOOLEAN,
+            },
+        ),
+        "a template is added": (
+            "/_fake/templates",
+            {
+                "name": "t",
+                "body_text": "Hi {{1}}",
+                "language": "en",
+                "category": "MARKETING",
+                "call_permission_request": True,
+            },
+            {
+                ("name",): NOT_A_STRING,
+                ("body_text",): NOT_A_STRING,
+                ("category",): NOT_A_STRING,
+                ("call_permission_request",): NOT_A_BOOLEAN,
+            },
+        ),
     }
 
 
@@ -371,9 +479,14 @@ CASES = [
     "call hours",
     "sip",
     "permission request",
+    "call button",
+    "template",
     "a user calls in",
     "the user answers",
     "the user allows calls",
+    "the user writes",
+    "a user is added",
+    "a template is added",
 ]
 
 
@@ -487,8 +600,29 @@ shaped = st.fixed_dictionaries(
             max_size=2,
         )
         | json_values,
-        "type": st.just("interactive") | json_values,
-        "interactive": st.just({"type": "call_permission_request"}) | json_values,
+        "type": st.sampled_from(["interactive", "template"]) | json_values,
+        "interactive": st.fixed_dictionaries(
+            {"type": st.sampled_from(["call_permission_request", "voice_call"]) | json_values},
+            optional={
+                "action": st.fixed_dictionaries(
+                    {"name": st.sampled_from(["call_permission_request", "voice_call"])},
+                    optional={"parameters": json_values},
+                )
+                | json_values,
+                "body": json_values,
+            },
+        )
+        | json_values,
+        "template": st.fixed_dictionaries(
+            {"name": st.just("t") | json_values, "language": st.just({"code": "en"}) | json_values},
+            optional={"components": json_values},
+        )
+        | json_values,
+        "recording": json_values,
+        "text": json_values,
+        "user": st.just("US.1") | json_values,
+        "old_client": json_values,
+        "body_text": json_values,
         "from": st.just(OTHER) | json_values,
         "sdp": json_values,
         "name": json_values,
@@ -698,6 +832,10 @@ def test_what_a_call_keeps_has_a_length_limit(fake: FakeCallingAPI) -> None:
         ("/_fake/calls", {"from": OTHER, "sdp": long_sdp}, "sdp: is longer than 65536"),
         ("/_fake/calls", {"from": OTHER, "name": "n" * 1025}, "name: is longer than 1024"),
         ("/_fake/calls", {"from": OTHER, "deeplink_payload": "d" * 1025}, "deeplink_payload"),
+        ("/_fake/calls", {"from": OTHER, "cta_payload": "c" * 513}, "cta_payload: is longer"),
+        ("/_fake/messages", {"from": OTHER, "text": "t" * 4097}, "text: is longer than 4096"),
+        ("/_fake/users", {"user": OTHER, "name": "n" * 1025}, "name: is longer than 1024"),
+        ("/_fake/templates", {"name": "t", "body_text": "b" * 1025}, "body_text: is longer"),
     ]:
         details = assert_invalid_parameter(*send(fake, "POST", path, json.dumps(body).encode()))
         assert fragment in details
@@ -752,6 +890,98 @@ def test_a_users_time_stamps_keep_only_what_a_limit_counts() -> None:
     for day in range(30):
         permissions.connected(user, day * DAY + 1.0)
     assert user.connected_calls == [29 * DAY + 1.0]
+
+
+def _template_to(user: str, name: str = "call_request", language: str = "en_US") -> bytes:
+    return json.dumps(
+        {
+            "messaging_product": "whatsapp",
+            "to": user,
+            "type": "template",
+            "template": {"name": name, "language": {"code": language}},
+        }
+    ).encode()
+
+
+def test_sent_messages_are_forgotten_oldest_first() -> None:
+    with pytest.raises(ValueError, match="max_recorded_messages"):
+        FakeCallingAPI(max_recorded_messages=0)
+    with FakeCallingAPI(max_recorded_messages=2) as fake:
+        sent = [
+            send(fake, "POST", "/messages", _template_to(f"49151000008{i:02d}"))[1]
+            for i in range(3)
+        ]
+        ids = [answer["messages"][0]["id"] for answer in sent]
+        assert list(fake.messages) == ids[1:]
+
+
+def test_sent_messages_are_bounded_in_bytes_too() -> None:
+    with FakeCallingAPI(max_recorded_bytes=200) as fake:
+        ids = [
+            send(fake, "POST", "/messages", _template_to(f"49151000008{i:02d}", "t" * 60))[1][
+                "messages"
+            ][0]["id"]
+            for i in range(3)
+        ]
+        assert list(fake.messages) == ids[-1:]  # each holds over 100 bytes
+
+
+def test_templates_the_fake_keeps_are_bounded(fake: FakeCallingAPI) -> None:
+    fake._world.templates.max_templates = 2
+    fake.add_template("one", body_text="Hi")
+    fake.add_template("two", body_text="Hi")
+    fake.add_template("two", body_text="Hi again")  # a template told again replaces itself
+    with pytest.raises(ValueError, match="at most 2 templates"):
+        fake.add_template("three", body_text="Hi")
+    status, answer = send(
+        fake, "POST", "/_fake/templates", json.dumps({"name": "four", "body_text": "x"}).encode()
+    )
+    assert "at most 2 templates" in assert_invalid_parameter(status, answer)
+
+
+def test_a_refused_message_stores_no_user(fake: FakeCallingAPI) -> None:
+    fake.add_template("known", "de", body_text="Hallo")
+    users = fake._world.permissions.users
+    before = set(users)
+    for i, body in enumerate(
+        [
+            _template_to("4915100000901", "known", "en"),  # 132001: not in that language
+            _template_to("US.1"),  # a BSUID is no "to"
+            json.dumps({"messaging_product": "whatsapp", "to": "4915100000902"}).encode(),
+        ]
+    ):
+        status, _ = send(fake, "POST", "/messages", body)
+        assert status in (400, 404), i
+    assert set(users) == before
+    assert fake.messages == {}
+
+
+def test_a_forgotten_phone_user_takes_their_bsuid_along(fake: FakeCallingAPI) -> None:
+    permissions = fake._world.permissions
+    permissions.max_users = 2
+    forgotten = fake.add_user("4915100000911").user_id
+    fake.grant_permission("4915100000911", notify=False)
+    fake.add_user("4915100000912")
+    fake.add_user("US.777")
+    assert list(permissions.users) == ["4915100000912", "US.777"]
+    assert len(permissions._by_bsuid) == 1  # only the phone user still kept
+    assert permissions.key(forgotten) == forgotten  # no longer the forgotten number
+    connect = {
+        "messaging_product": "whatsapp",
+        "action": "connect",
+        "recipient": forgotten,
+        "session": {"sdp_type": "offer", "sdp": sample_offer()},
+    }
+    status, answer = send(fake, "POST", "/calling/calls", json.dumps(connect).encode())
+    assert (status, answer["error"]["code"]) == (401, 138006)
+
+
+def test_what_a_user_sends_has_a_length_limit(fake: FakeCallingAPI) -> None:
+    with pytest.raises(ScenarioError, match="4096"):
+        fake.user_sends_message(OTHER, "t" * 4097)
+    with pytest.raises(ScenarioError, match="1 to 4096"):
+        fake.user_sends_message(OTHER, "")
+    assert OTHER not in fake._world.permissions.users
 
 
 # -- webhook delivery to a receiver that misbehaves -------------------------------------

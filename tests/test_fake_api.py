@@ -19,6 +19,7 @@ from d360calling import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
+    CallLimitReachedError,
     NoCallPermissionError,
     PermissionDeniedError,
     RateLimitError,
@@ -283,7 +284,7 @@ async def test_user_side_failures_and_hangups(fake: FakeCallingAPI, client: Asyn
     assert fake.calls[hung_up.id].end_reason == "hung_up"
     with pytest.raises(ScenarioError):
         fake.user_hangs_up(hung_up.id)
-    with pytest.raises(ScenarioError, match="WhatsApp ID"):
+    with pytest.raises(ScenarioError, match="not a phone number"):
         fake.user_calls("not a number")
 
 
@@ -331,7 +332,7 @@ async def test_connected_call_limit_and_its_expiry() -> None:
                 call = await client.connect_call(USER, sample_offer())
                 fake.user_answers(call.call_id)
                 fake.user_hangs_up(call.call_id)
-            with pytest.raises(BadRequestError, match="next call allowed") as info:
+            with pytest.raises(CallLimitReachedError, match="next call allowed") as info:
                 await client.connect_call(USER, sample_offer())
             assert info.value.code == 138012
             permissions = await client.get_call_permissions(USER)
@@ -373,6 +374,7 @@ async def test_permission_requests_count_against_their_limits() -> None:
                 "action": {"name": "call_permission_request"},
             },
         }
+        fake.user_sends_message(OTHER, "hello")  # free-form needs the 24-hour window
         status, sent = await raw(fake, "POST", "/messages", message)
         assert status == 200
         status, again = await raw(fake, "POST", "/messages", message)
@@ -384,8 +386,10 @@ async def test_permission_requests_count_against_their_limits() -> None:
         assert not request_limits.can_perform_action
         assert request_limits.limits[0].limit_expiration_time is not None
         clock.advance(DAY + 1)
+        fake.user_sends_message(OTHER, "still there")
         assert (await raw(fake, "POST", "/messages", message))[0] == 200
         clock.advance(DAY + 1)
+        fake.user_sends_message(OTHER, "and again")
         status, weekly = await raw(fake, "POST", "/messages", message)
         assert (status, weekly["error"]["code"]) == (400, 138009)  # 2 per 7 days
 
@@ -583,10 +587,20 @@ async def test_webhooks_are_delivered_signed_with_custom_headers() -> None:
     assert change["field"] == "calls"
     value = change["value"]
     assert value["metadata"]["phone_number_id"] == fake.phone_number_id
-    assert value["contacts"][0] == {"profile": {"name": "Alice"}, "wa_id": OTHER}
+    user_id = fake.add_user(OTHER).user_id
+    assert user_id.startswith("DE.")  # 49: Germany; a business-scoped id of the fake's making
+    assert value["contacts"][0] == {
+        "profile": {"name": "Alice"},
+        "wa_id": OTHER,
+        "user_id": user_id,
+    }
     connect = value["calls"][0]
     assert connect["id"] == call.id
-    assert (connect["from"], connect["to"]) == (OTHER, "15550001111")
+    assert (connect["from"], connect["from_user_id"], connect["to"]) == (
+        OTHER,
+        user_id,
+        "15550001111",
+    )
     assert connect["deeplink_payload"] == "promo"
     assert isinstance(connect["timestamp"], str)
     assert connect["session"] == {"sdp_type": "offer", "sdp": call.offer_sdp}

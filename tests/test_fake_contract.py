@@ -102,8 +102,8 @@ def test_every_body_the_seed_describes_has_documented_rules() -> None:
         (
             "/messages",
             {"messaging_product": "whatsapp", "to": USER, "type": "text", "text": {"body": "hi"}},
-            "interactive: is required; type: the fake models only interactive "
-            "call_permission_request messages",
+            "type: the fake models interactive (call_permission_request, voice_call) and "
+            "template messages",
         ),
         # A long refused value is quoted back cut short.
         (
@@ -202,6 +202,38 @@ _VALID: dict[str, list[dict[str, Any]]] = {
         {"calling": {"status": "ENABLED"}},
         {"calling": {"sip": {"status": "DISABLED", "servers": []}}},
         {"calling": {"call_hours": {"status": "DISABLED"}}},
+    ],
+    "POST /messages": [
+        {
+            "messaging_product": "whatsapp",
+            "to": USER,
+            "type": "interactive",
+            "interactive": {
+                "type": "call_permission_request",
+                "action": {"name": "call_permission_request"},
+                "body": {"text": "x"},
+            },
+        },
+        {
+            "messaging_product": "whatsapp",
+            "recipient": BSUID,
+            "type": "interactive",
+            "interactive": {
+                "type": "voice_call",
+                "body": {"text": "x"},
+                "action": {"name": "voice_call", "parameters": {"ttl_minutes": 5}},
+            },
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": USER,
+            "type": "template",
+            "template": {
+                "name": "t",
+                "language": {"code": "en"},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "a"}]}],
+            },
+        },
     ],
 }
 

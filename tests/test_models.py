@@ -365,7 +365,12 @@ def test_a_settings_update_is_one_feature() -> None:
 
 
 def test_settings_encode_enums_as_values_and_keep_empty_lists() -> None:
-    wire = encode(SettingsUpdate.sip(SipSettings(status=FeatureStatus.ENABLED, servers=())))
+    wire = encode(
+        SettingsUpdate.sip(
+            SipSettings(status=FeatureStatus.ENABLED, servers=()),
+            disables_calling_api_and_webhooks=True,
+        )
+    )
     assert wire == {"calling": {"sip": {"status": "ENABLED", "servers": []}}}
     assert json.dumps(wire)  # plain JSON types only
 

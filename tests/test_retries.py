@@ -18,6 +18,7 @@ from d360calling import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
+    CallLimitReachedError,
     RateLimitError,
     RetryPolicy,
     ServerError,
@@ -195,7 +196,10 @@ async def test_connection_refused_everywhere_says_not_sent() -> None:
     [
         (Fault(status=400, json={"error": "invalid parameter"}), BadRequestError),
         (Fault(status=401, json={"error": "Invalid API key"}), AuthenticationError),
-        (Fault(status=400, json={"error": {"message": "limit", "code": 138012}}), BadRequestError),
+        (
+            Fault(status=400, json={"error": {"message": "limit", "code": 138012}}),
+            CallLimitReachedError,
+        ),
     ],
 )
 @pytest.mark.asyncio

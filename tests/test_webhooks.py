@@ -269,12 +269,14 @@ def test_several_events_in_one_delivery_keep_their_order() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("account_settings_update", {"type": "PHONE_NUMBER_SETTINGS", "timestamp": "1"}),
+        ("account_update", {"event": "ACCOUNT_VIOLATION", "timestamp": "1"}),
         ("messages", {"messages": [{"from": "1", "id": "wamid.T", "type": "text", "text": {}}]}),
-        ("messages", {"messages": [{"from": "1", "id": "wacid.V", "type": "audio"}]}),  # voicemail
-        ("calls", {"calls": [{"id": "wacid.R", "event": "call_recording_available"}]}),
+        # An audio message that is not a voicemail: its id is a message's, not a call's.
+        ("messages", {"messages": [{"from": "1", "id": "wamid.A", "type": "audio"}]}),
+        ("calls", {"calls": [{"id": "wacid.R", "event": "call_hold"}]}),
         ("calls", {"calls": [{"event": "connect"}]}),  # no id: cannot be a call event
-        ("messages", {"statuses": [{"id": "wamid.S", "status": "read"}]}),
+        ("calls", {"calls": [{"event": "call_recording_available"}]}),
+        ("messages", {"statuses": [{"id": "", "status": "read"}]}),  # no message id
     ],
 )
 def test_what_is_not_modelled_is_kept_not_dropped(field: str, value: dict[str, Any]) -> None:

@@ -12,7 +12,9 @@ import enum
 __all__ = (
     "AudioCodec",
     "CallAction",
+    "CallDecisionReason",
     "CallDirection",
+    "CallNextStep",
     "CallStatus",
     "CallTerminateStatus",
     "CallIconVisibility",
@@ -24,6 +26,7 @@ __all__ = (
     "PermissionStatus",
     "SdpType",
     "SrtpKeyExchangeProtocol",
+    "TemplateParameterFormat",
     "VoicemailTrigger",
 )
 
@@ -124,3 +127,38 @@ class PermissionReplyResponse(_StrEnum):
 class PermissionReplySource(_StrEnum):
     USER_ACTION = "user_action"
     AUTOMATIC = "automatic"
+
+
+class CallDecisionReason(_StrEnum):
+    """Why :meth:`AsyncClient.can_call` says the business may not call the user now."""
+
+    NO_PERMISSION = "no_permission"
+    """The user has not allowed calls (or has revoked the permission)."""
+    EXPIRED = "expired"
+    """A temporary permission whose ``expiration_time`` has passed (the API may still report
+    it as ``temporary``)."""
+    CALL_LIMIT_REACHED = "call_limit_reached"
+    """The connected-call limit is used up until ``until``."""
+    REQUEST_LIMIT_REACHED = "request_limit_reached"
+    """No permission, and no permission request may be sent now either."""
+    UNKNOWN = "unknown"
+    """The API said no without saying why (e.g. a status this library does not know)."""
+
+
+class CallNextStep(_StrEnum):
+    """What to do after :meth:`AsyncClient.can_call`."""
+
+    CALL = "call"
+    SEND_PERMISSION_REQUEST = "send_permission_request"
+    WAIT_UNTIL = "wait_until"
+    """Ask again at ``retry_at``."""
+    NONE = "none"
+    """Nothing the business can do now brings a call closer."""
+
+
+class TemplateParameterFormat(_StrEnum):
+    """How a template's variables are written: ``{{1}}`` (positional) or ``{{first_name}}``
+    (named). It is chosen when the template is created; a send must match it."""
+
+    POSITIONAL = "positional"
+    NAMED = "named"

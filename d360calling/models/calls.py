@@ -7,19 +7,22 @@ made, so a request that exists is one the API can take. Their wire form (``actio
 
 from __future__ import annotations
 
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
+from ..errors import InvalidRequestError
 from . import _checks
-from ._enums import CallAction, SdpType
+from ._enums import CallAction, FeatureStatus, SdpType
 
 __all__ = (
     "AcceptCallRequest",
     "CallActionRequest",
     "CallActionResponse",
     "CallInfo",
+    "CallRecording",
     "CallSession",
+    "CallTranscription",
     "ConnectCallRequest",
     "ConnectCallResponse",
     "PreAcceptCallRequest",
@@ -40,16 +43,93 @@ class CallSession:
     sdp: str = attrs.field(repr=_sdp_repr)
 
 
+def _feature_status(value: Any) -> FeatureStatus:
+    """``ENABLED`` or ``DISABLED`` (the enum or its exact text)."""
+    try:
+        return FeatureStatus(value)
+    except (ValueError, TypeError):
+        raise InvalidRequestError(
+            f"status must be FeatureStatus.ENABLED or DISABLED, got {value!r:.40}"
+        ) from None
+
+
+def _purpose(_: object, __: Any, value: Any) -> None:
+    if value is not None:
+        _checks.check_text(value, "purpose", 512)
+
+
+def _announcement_language(_: object, __: Any, value: Any) -> None:
+    if value is not None:
+        _checks.check_language(value, "announcement_language")
+
+
+@attrs.frozen(kw_only=True)
+class CallRecording:
+    """Record this call (``recording`` on ``connect`` or ``accept``): both parties first hear
+    an announcement, in ``announcement_language`` (e.g. ``"en_US"``) when given. Priced
+    separately; the recording arrives afterwards as a ``call_recording_available`` webhook.
+
+    ``purpose`` is what the recording is for; 512 characters at most (the API documents no
+    bound, so this one is ours). Whether 360dialog passes the object on is not documented:
+    it is sent only when given.
+    """
+
+    status: FeatureStatus = attrs.field(default=FeatureStatus.ENABLED, converter=_feature_status)
+    purpose: str | None = attrs.field(default=None, validator=_purpose)
+    announcement_language: str | None = attrs.field(default=None, validator=_announcement_language)
+
+
+@attrs.frozen(kw_only=True)
+class CallTranscription:
+    """Transcribe this call (``transcription`` on ``connect`` or ``accept``); the same fields
+    as :class:`CallRecording`. The transcript arrives afterwards as a
+    ``call_transcription_available`` webhook."""
+
+    status: FeatureStatus = attrs.field(default=FeatureStatus.ENABLED, converter=_feature_status)
+    purpose: str | None = attrs.field(default=None, validator=_purpose)
+    announcement_language: str | None = attrs.field(default=None, validator=_announcement_language)
+
+
+def _recording(_: object, __: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, CallRecording):
+        raise InvalidRequestError(
+            f"recording must be a CallRecording (e.g. CallRecording()), got {value!r:.40}"
+        )
+
+
+def _transcription(_: object, __: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, CallTranscription):
+        raise InvalidRequestError(
+            f"transcription must be a CallTranscription (e.g. CallTranscription()), "
+            f"got {value!r:.40}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ConnectCallRequest:
-    """Call a user (business-initiated) with an SDP offer."""
+    """Call a user (business-initiated) with an SDP offer: ``to`` a phone number, or
+    ``recipient`` a business-scoped user id; exactly one of them. (The API takes both and
+    lets ``to`` win; a request with both is refused here, as a mix-up.)"""
 
     action: ClassVar[CallAction] = CallAction.CONNECT
     sdp_type: ClassVar[SdpType | None] = SdpType.OFFER
 
-    to: str = attrs.field(validator=_checks.whatsapp_id)
+    to: str | None = attrs.field(default=None, validator=_checks.optional_whatsapp_id)
+    recipient: str | None = attrs.field(default=None, validator=_checks.optional_business_scoped_id)
     sdp: str = attrs.field(validator=_checks.sdp_offer, repr=_sdp_repr)
     biz_opaque_callback_data: str | None = attrs.field(default=None, validator=_checks.opaque_data)
+    recording: CallRecording | None = attrs.field(default=None, validator=_recording)
+    transcription: CallTranscription | None = attrs.field(default=None, validator=_transcription)
+
+    def __attrs_post_init__(self) -> None:
+        if self.to is None and self.recipient is None:
+            raise InvalidRequestError(
+                "connect needs the user: to (a phone number) or recipient (a business-scoped id)"
+            )
+        if self.to is not None and self.recipient is not None:
+            raise InvalidRequestError(
+                "give either to or recipient, not both (the API would call to and ignore recipient)"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -73,6 +153,8 @@ class AcceptCallRequest:
     call_id: str = attrs.field(validator=_checks.call_id)
     sdp: str = attrs.field(validator=_checks.sdp_answer, repr=_sdp_repr)
     biz_opaque_callback_data: str | None = attrs.field(default=None, validator=_checks.opaque_data)
+    recording: CallRecording | None = attrs.field(default=None, validator=_recording)
+    transcription: CallTranscription | None = attrs.field(default=None, validator=_transcription)
 
 
 @attrs.frozen(kw_only=True)

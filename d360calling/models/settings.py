@@ -98,8 +98,9 @@ class CallIconsSettings:
 
 @attrs.frozen(kw_only=True)
 class SipServer:
-    """A SIP server. ``password`` (360dialog) and ``sip_user_password`` (Meta) are never
-    shown in ``repr``."""
+    """A SIP server. ``password`` (360dialog) and ``sip_user_password`` (Meta) are set only
+    when the settings were read with ``include_sip_credentials=True``, and are never shown in
+    ``repr``."""
 
     hostname: str | None = None
     port: int | None = None
@@ -107,6 +108,12 @@ class SipServer:
     request_uri_user_params: dict[str, str] | None = None
     password: str | None = attrs.field(default=None, repr=_secret_repr)
     sip_user_password: str | None = attrs.field(default=None, repr=_secret_repr)
+
+    @property
+    def digest_password(self) -> str | None:
+        """The password for SIP digest authentication, under whichever name the API sent it
+        (only in ``get_settings(include_sip_credentials=True)``)."""
+        return self.sip_user_password if self.sip_user_password is not None else self.password
 
 
 @attrs.frozen(kw_only=True)
@@ -221,6 +228,10 @@ class UpdateSettingsResponse:
     success: bool
 
 
+def _enables(status: FeatureStatus | str | None) -> bool:
+    return isinstance(status, str) and status.casefold() == FeatureStatus.ENABLED.casefold()
+
+
 # The features an update may carry, and what each takes (``str``: a value the API adds later).
 SettingsValue: TypeAlias = (
     FeatureStatus
@@ -260,6 +271,7 @@ class SettingsUpdate:
 
     feature: str
     value: SettingsValue
+    disables_calling_api_and_webhooks: bool = attrs.field(default=False, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         accepted = _UPDATABLE.get(self.feature)
@@ -272,6 +284,19 @@ class SettingsUpdate:
         if not isinstance(value, accepted) or isinstance(value, bool):
             names = " or ".join(t.__name__ for t in accepted)
             raise InvalidRequestError(f"calling.{self.feature} must be {names}, got {value!r:.40}")
+        confirmed: object = self.disables_calling_api_and_webhooks
+        if not isinstance(confirmed, bool):
+            raise InvalidRequestError(
+                f"disables_calling_api_and_webhooks must be True or False, got {confirmed!r:.40}"
+            )
+        if isinstance(value, SipSettings) and _enables(value.status) and not confirmed:
+            # api-2026 §6: with SIP on, /calling/calls answers 131055 and the calling
+            # webhooks stop, which silently breaks a webhook-driven bot.
+            raise InvalidRequestError(
+                "enabling SIP turns off the calling endpoints (they answer 131055) and the "
+                "calling webhooks: calls then reach only your SIP server. Pass "
+                "disables_calling_api_and_webhooks=True to confirm"
+            )
 
     @classmethod
     def status(cls, value: FeatureStatus | str) -> SettingsUpdate:
@@ -295,8 +320,14 @@ class SettingsUpdate:
         return cls("call_hours", value)
 
     @classmethod
-    def sip(cls, value: SipSettings) -> SettingsUpdate:
-        return cls("sip", value)
+    def sip(
+        cls, value: SipSettings, *, disables_calling_api_and_webhooks: bool = False
+    ) -> SettingsUpdate:
+        """SIP signalling. Enabling it turns off the calling endpoints and the calling
+        webhooks, so it needs ``disables_calling_api_and_webhooks=True``."""
+        return cls(
+            "sip", value, disables_calling_api_and_webhooks=disables_calling_api_and_webhooks
+        )
 
     @classmethod
     def srtp_key_exchange_protocol(cls, value: SrtpKeyExchangeProtocol | str) -> SettingsUpdate:

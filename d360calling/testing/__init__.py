@@ -29,6 +29,7 @@ from ._enums import (
     CallStatus,
     CallTerminateStatus,
     EndReason,
+    MessageKind,
     PermissionReplyResponse,
     PermissionReplySource,
     PermissionStatus,
@@ -36,6 +37,8 @@ from ._enums import (
 from ._errors import ERROR_CATALOGUE, ScenarioError
 from ._faults import Fault, InjectedFault, RandomFaults
 from ._http import MAX_REQUEST_BYTES
+from ._identity import FakeUser
+from ._messages import DEFAULT_MAX_RECORDED_MESSAGES, FakeMessage, FakeTemplate
 from ._records import (
     DEFAULT_MAX_RECORDED_BYTES,
     DEFAULT_MAX_RECORDED_REQUESTS,
@@ -52,6 +55,7 @@ __all__ = (
     "DEFAULT_API_KEY",
     "DEFAULT_MAX_RECORDED_BYTES",
     "DEFAULT_MAX_RECORDED_CALLS",
+    "DEFAULT_MAX_RECORDED_MESSAGES",
     "DEFAULT_MAX_RECORDED_REQUESTS",
     "DEFAULT_MAX_RECORDED_WEBHOOKS",
     "ERROR_CATALOGUE",
@@ -65,8 +69,12 @@ __all__ = (
     "FakeCall",
     "FakeCallingAPI",
     "FakeClock",
+    "FakeMessage",
+    "FakeTemplate",
+    "FakeUser",
     "Fault",
     "InjectedFault",
+    "MessageKind",
     "PermissionReplyResponse",
     "PermissionReplySource",
     "PermissionStatus",

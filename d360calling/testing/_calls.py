@@ -48,6 +48,18 @@ class FakeCall:
     end_reason: EndReason | None = None
     # Business actions, in order: the newest MAX_RECORDED_ACTIONS of them.
     actions: list[CallAction] = attrs.field(factory=list)
+    # What brought the user to call: a deep link's or a call button's payload. Both come
+    # back on the connect and the terminate webhooks.
+    deeplink_payload: str | None = None
+    cta_payload: str | None = None
+    # The "recording"/"transcription" objects connect or accept asked for (ENABLED only),
+    # and the media ids of what the fake sent once the call ended.
+    recording: dict[str, str] | None = None
+    transcription: dict[str, str] | None = None
+    recording_media_id: str | None = None
+    transcript_media_id: str | None = None
+    voicemail_media_id: str | None = None
+    sip: bool = False  # signalled over SIP: the Graph call endpoints do not reach it
 
     @property
     def active(self) -> bool:
@@ -56,8 +68,18 @@ class FakeCall:
     @property
     def size(self) -> int:
         """Roughly the bytes this call holds: what the byte bound on ended calls counts."""
-        texts = (self.offer_sdp, self.answer_sdp, self.user_name, self.biz_opaque_callback_data)
-        return sum(len(text) for text in texts if text) + 8 * len(self.actions)
+        texts = (
+            self.offer_sdp,
+            self.answer_sdp,
+            self.user_name,
+            self.biz_opaque_callback_data,
+            self.deeplink_payload,
+            self.cta_payload,
+        )
+        extra = sum(
+            len(k) + len(v) for d in (self.recording, self.transcription) if d for k, v in d.items()
+        )
+        return sum(len(text) for text in texts if text) + 8 * len(self.actions) + extra
 
     @property
     def duration(self) -> int | None:
@@ -201,6 +223,16 @@ class Calls:
             call.state is not CallState.RINGING
         ):
             raise ScenarioError(f"the user can only {verb} a ringing business-initiated call")
+        return call
+
+    def unanswered(self, call_id: str) -> FakeCall:
+        """A call still waiting to be answered: a ringing business-initiated call, or an
+        inbound one the business has not accepted."""
+        call = self.by_id.get(call_id)
+        if call is None:
+            raise ScenarioError(f"no call {call_id!r}")
+        if call.state not in (CallState.RINGING, CallState.PRE_ACCEPTED):
+            raise ScenarioError(f"call {call_id!r} is not ringing ({call.state})")
         return call
 
     def active_call(self, call_id: str) -> FakeCall:

@@ -5,12 +5,14 @@ field (``session.sdp_type: must be 'answer'; got 'offer'``).
 - ``openapi-calling.json``: 360dialog's published OpenAPI for the Calling endpoints, as is.
   It types the fields, but marks none required and lists no enums.
 - ``documented-requests.json``: what Meta documents and the seed leaves out (required fields
-  per action, enums, formats, sizes, one settings feature per update) and the one non-Calling
-  body the fake models (the call-permission request message).
+  per action, enums, formats, sizes, one settings feature per update) and the non-Calling
+  body the fake models: ``POST /messages`` for the call-permission request, the call button
+  and templates.
 
 What a schema cannot say stays in code, next to the state it needs: the SDP (``_sdp``, its
 fingerprint depends on the settings), call-hour overlaps and past holidays (``_settings``),
-the call lifecycle (``_calls``) and the limits (``_permissions``).
+the call lifecycle (``_calls``), the limits (``_permissions``), a template against its
+registration (``_messages``) and the user ids (``_identity``).
 
 jsonschema and jsonschema-rs come with the ``testing`` extra; they are imported here only,
 when the first fake is made, so ``import d360calling`` never needs them.

@@ -34,6 +34,7 @@ __all__ = (
     "CallStatus",
     "CallTerminateStatus",
     "EndReason",
+    "MessageKind",
     "PermissionReplyResponse",
     "PermissionReplySource",
     "PermissionStatus",
@@ -58,3 +59,11 @@ class EndReason(StrEnum):
     DECLINED = "declined"  # the user declined a business-initiated call
     NOT_ANSWERED = "not_answered"  # the answer window passed
     FAILED = "failed"  # a media or connection failure (terminate ``FAILED``)
+
+
+class MessageKind(StrEnum):
+    """What a message the business sent (``POST /messages``) is."""
+
+    CALL_PERMISSION_REQUEST = "call_permission_request"  # interactive, free-form
+    VOICE_CALL = "voice_call"  # the interactive call button, free-form
+    TEMPLATE = "template"

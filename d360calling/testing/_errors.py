@@ -20,7 +20,9 @@ __all__ = (
 )
 
 # Meta's calling error codes with the HTTP status and title they come with (api-facts §5.2),
-# plus the Graph throttling codes the client must understand.
+# the Graph throttling codes the client must understand, and the messaging codes of the
+# messages the fake models (131026 and 131047 arrive in a failed status webhook, not as an
+# answer; the template codes 132xxx are answers).
 ERROR_CATALOGUE: dict[int, tuple[int, str]] = {
     4: (429, "Application request limit reached"),
     100: (400, "Invalid parameter"),
@@ -28,9 +30,14 @@ ERROR_CATALOGUE: dict[int, tuple[int, str]] = {
     80007: (429, "Rate limit issues"),
     130429: (429, "Rate limit hit"),
     131009: (400, "Parameter value is not valid"),
+    131026: (400, "Message undeliverable"),
     131030: (400, "Recipient phone number not in allowed list"),
+    131047: (400, "Re-engagement message"),
     131044: (400, "Payment method is not valid"),
     131055: (400, "Method not allowed: calling is handled over SIP on this number"),
+    132000: (400, "Number of parameters does not match the expected number of params"),
+    132001: (404, "Template name does not exist in the translation"),
+    132012: (400, "Parameter format does not match format in the created template"),
     138000: (401, "Calling not enabled"),
     138001: (400, "Receiver is not able to receive calls"),
     138002: (429, "Concurrent calls limit reached"),

@@ -1,5 +1,6 @@
-"""The API's routes: ``/calling/calls``, ``/calling/permissions/{wa_id}``,
-``/calling/settings`` and (for call-permission requests only) ``/messages``. Each body is
+"""The API's routes: ``/calling/calls``, ``/calling/permissions/{id}`` (a phone number or a
+business-scoped id; ``/calling/permissions?recipient=`` too, as Meta's read takes it),
+``/calling/settings`` and ``/messages`` (the messages of the calling workflow). Each body is
 checked against the contract before the world sees it, so the world handles only
 well-formed requests."""
 
@@ -63,6 +64,12 @@ def api_route(world: FakeWorld, contract: Contract, request: Incoming) -> Any:
     if path.startswith(PERMISSIONS_PREFIX):
         allow(method, "GET")
         return world.permission_report(path.removeprefix(PERMISSIONS_PREFIX))
+    if path == PERMISSIONS_PREFIX.rstrip("/"):
+        allow(method, "GET")
+        user = request.query.get("recipient", request.query.get("user_wa_id"))
+        if user is None:
+            raise FakeAPIError.invalid("recipient: is required (or the id in the path)")
+        return world.permission_report(user)
     if path == "/calling/settings":
         allow(method, "GET", "POST")
         if method == "GET":
@@ -70,7 +77,7 @@ def api_route(world: FakeWorld, contract: Contract, request: Incoming) -> Any:
         return world.update_settings(_valid_body(contract, request))
     if path == "/messages":
         allow(method, "POST")
-        return _permission_request(world, _valid_body(contract, request))
+        return world.send_message(_valid_body(contract, request))
     raise not_found(method, path)
 
 
@@ -85,12 +92,3 @@ def _valid_body(contract: Contract, request: Incoming) -> Any:
     body = request.json()
     contract.check(request.method, request.path, body)
     return body
-
-
-def _permission_request(world: FakeWorld, body: dict[str, Any]) -> dict[str, Any]:
-    message_id = world.request_permission(body["to"])
-    return {
-        "messaging_product": "whatsapp",
-        "contacts": [{"input": body["to"], "wa_id": body["to"].lstrip("+")}],
-        "messages": [{"id": message_id}],
-    }

@@ -25,9 +25,10 @@ from ._contract import contract
 from ._control import CONTROL_PREFIX, control_route
 from ._delivery import WebhookDelivery, WebhookLog, WebhookSender
 from ._enums import PermissionReplyResponse, PermissionReplySource
-from ._errors import ScenarioError
 from ._faults import Fault, FaultPlan, InjectedFault, RandomFaults
 from ._http import MAX_REQUEST_BYTES, Handler
+from ._identity import FakeUser
+from ._messages import DEFAULT_MAX_RECORDED_MESSAGES, FakeMessage, FakeTemplate
 from ._records import (
     DEFAULT_MAX_RECORDED_BYTES,
     DEFAULT_MAX_RECORDED_REQUESTS,
@@ -53,10 +54,23 @@ _TICK = 0.05  # how often unanswered calls are checked against their answer wind
 class FakeCallingAPI:
     """A stateful stand-in for ``https://waba-v2.360dialog.io``'s Calling endpoints.
 
-    Drive the user's side with :meth:`user_calls`, :meth:`user_answers`,
-    :meth:`user_declines`, :meth:`user_hangs_up`, :meth:`grant_permission`; drive the
-    business side with a real client (:meth:`async_client`, :meth:`client`). Webhooks go to
-    ``webhook_url``; every request and every webhook is recorded.
+    Drive the user's side with the ``user_*`` methods (:meth:`user_calls`,
+    :meth:`user_answers`, :meth:`user_declines`, :meth:`user_lets_it_ring_out`,
+    :meth:`user_hangs_up`, :meth:`user_sends_message`,
+    :meth:`user_replies_to_permission_request`, :meth:`user_presses_call_button`,
+    :meth:`user_leaves_voicemail`) and :meth:`grant_permission`; drive the business side with
+    a real client (:meth:`async_client`, :meth:`client`). Webhooks go to ``webhook_url``;
+    every request and every webhook is recorded.
+
+    Users are phone numbers or business-scoped ids (``US.1349…``, api-2026 §5): a phone user
+    gets a business-scoped id of their own (:meth:`add_user` tells it), carried in every
+    webhook next to the number; a user known only by such an id comes with no phone number
+    in any webhook. ``POST /messages`` takes the call-permission request, the call button
+    and templates (see :meth:`add_template`): a free-form one outside the user's 24-hour
+    window is accepted and then fails in a status webhook with 131047 (as the Cloud API
+    reports it), one to a user with an old WhatsApp (:meth:`add_user`) with 131026; one that
+    gets through is reported ``sent`` and ``delivered``. The window opens when the user
+    writes, answers a request, leaves a voicemail, or calls (or answers a call).
 
     What it keeps is bounded, so a fake left running (or fed by a hostile client) does not
     grow; in each, the oldest makes room (``None``: no bound):
@@ -69,7 +83,9 @@ class FakeCallingAPI:
       ``max_recorded_bytes`` their bytes (SDPs, mostly); calls still going are always kept
       (at most ``max_concurrent_calls``, each SDP at most 65,536 characters).
     - The permission state of at most 100,000 users is kept (the least recently seen is
-      forgotten); a permission read or a refused call stores none.
+      forgotten); a permission read, a refused call or a refused message stores none.
+    - ``max_recorded_messages`` (10,000) bounds the messages kept in :attr:`messages`, and
+      ``max_recorded_bytes`` their bytes; at most 1,000 templates are kept.
     - A request body over 1 MiB is refused with 413 before it is read. A webhook is tried
       ``1 + webhook_retries`` times, each attempt ending after ``webhook_timeout`` seconds,
       with pauses from ``webhook_retry_delay`` doubling up to 30 s; redirects are not
@@ -106,6 +122,7 @@ class FakeCallingAPI:
         max_recorded_webhooks: int | None = DEFAULT_MAX_RECORDED_WEBHOOKS,
         max_recorded_bytes: int | None = DEFAULT_MAX_RECORDED_BYTES,
         max_recorded_calls: int | None = DEFAULT_MAX_RECORDED_CALLS,
+        max_recorded_messages: int | None = DEFAULT_MAX_RECORDED_MESSAGES,
     ) -> None:
         self.keepalive_timeout = keepalive_timeout
         self.host = host
@@ -129,12 +146,14 @@ class FakeCallingAPI:
             emit=self._emit,
             clock=self.clock,
             business_number=business_number,
+            phone_number_id=phone_number_id,
             answer_window=answer_window,
             connected_call_limit=connected_call_limit,
             max_concurrent_calls=max_concurrent_calls,
             permission_reads_per_second=permission_reads_per_second,
             max_ended_calls=max_recorded_calls,
             max_ended_bytes=max_recorded_bytes,
+            max_messages=max_recorded_messages,
         )
         self._handler = Handler(
             api_key=api_key,
@@ -176,6 +195,7 @@ class FakeCallingAPI:
             keepalive_timeout=self.keepalive_timeout,
         )
         self.port = self._served.port
+        self._world.media_base = f"{self.url}{CONTROL_PREFIX}media/"
         await self._sender.start()
         self._ticker = asyncio.create_task(self._tick(), name="d360calling-fake-ticker")
         return self
@@ -349,17 +369,75 @@ class FakeCallingAPI:
         """The stored settings, as ``GET /calling/settings?include_sip_credentials=true``."""
         return self._world.get_settings(include_sip_credentials=True)
 
+    @property
+    def messages(self) -> dict[str, FakeMessage]:
+        """The messages the business sent (``POST /messages``), the newest
+        ``max_recorded_messages`` of them, by wamid."""
+        with self._world.lock:
+            return dict(self._world.messages.by_id)
+
+    def add_user(
+        self, user: str, *, name: str | None = None, old_client: bool | None = None
+    ) -> FakeUser:
+        """Tell the fake about a user (a phone number, or a business-scoped id for a user
+        known only by it): their profile ``name`` in webhooks, and whether their WhatsApp is
+        too ``old`` for call-permission and call-button messages (those then fail with
+        131026). Returns who they are, with the business-scoped id the fake gave a phone
+        user. Calling it again changes what is given and keeps the rest."""
+        state = self._world.add_user(user, name, old_client)
+        return FakeUser(state.phone, state.user_id, state.name, state.old_client)
+
+    def add_template(
+        self,
+        name: str,
+        language: str = "en_US",
+        *,
+        body_text: str,
+        category: str = "UTILITY",
+        header_text: str | None = None,
+        call_permission_request: bool = True,
+    ) -> FakeTemplate:
+        """Tell the fake about an approved template: sends of it are then checked as the
+        API checks them (the language, 132001; the parameters against the ``{{1}}`` or
+        ``{{name}}`` placeholders of ``body_text`` and ``header_text``, 132000 and 132012),
+        and it counts as a call-permission request only with ``call_permission_request``.
+        A template the fake was not told about is taken as an approved call-permission
+        template. ``ValueError`` for a template the API would not approve (a category other
+        than MARKETING or UTILITY, an empty body...)."""
+        return self._world.add_template(
+            FakeTemplate(name, language, category, body_text, header_text, call_permission_request)
+        )
+
     def user_calls(
         self,
-        wa_id: str,
+        user: str,
         *,
         sdp: str | None = None,
         name: str | None = None,
         deeplink_payload: str | None = None,
+        cta_payload: str | None = None,
     ) -> FakeCall:
-        """A WhatsApp user calls the business: a ringing call and its connect webhook (with
-        ``sdp``, or a generated offer). The call ends unanswered after ``answer_window``."""
-        return self._world.user_calls(wa_id, sdp, name, deeplink_payload)
+        """A WhatsApp user (phone number or business-scoped id) calls the business: a
+        ringing call and its connect webhook (with ``sdp``, or a generated offer), carrying
+        ``deeplink_payload`` (the call came from a deep link) or ``cta_payload`` (from a call
+        button; see :meth:`user_presses_call_button`) on connect and terminate. The call ends
+        unanswered after ``answer_window``. With SIP on (and its webhooks), the call is
+        signalled over SIP: a ``call_created`` webhook, and the Graph endpoints answer
+        131055."""
+        return self._world.user_calls(user, sdp, name, deeplink_payload, cta_payload)
+
+    def user_presses_call_button(self, message_id: str, *, sdp: str | None = None) -> FakeCall:
+        """The user taps the call button of the ``voice_call`` message ``message_id``: a call
+        to the business (as :meth:`user_calls`) whose connect and terminate carry the
+        button's payload as ``cta_payload``. :class:`ScenarioError` if there is no such
+        delivered message, or its ``ttl_minutes`` (default 10,080) have passed."""
+        return self._world.user_presses_call_button(message_id, sdp)
+
+    def user_sends_message(self, user: str, text: str = "Hi") -> str:
+        """The user writes to the business: a text message webhook; the 24-hour
+        customer-service window opens (free-form messages work inside it). Returns the
+        message's wamid."""
+        return self._world.user_sends_message(user, text)
 
     def user_answers(self, call_id: str, *, sdp: str | None = None) -> FakeCall:
         """The user picks up a business-initiated call: connect webhook with the SDP answer,
@@ -370,8 +448,23 @@ class FakeCallingAPI:
         """The user declines a business-initiated call: status ``REJECTED``, then terminate."""
         return self._world.user_declines(call_id)
 
+    def user_lets_it_ring_out(self, call_id: str) -> FakeCall:
+        """Nobody answers a ringing call: it times out now, without waiting for the answer
+        window. A business-initiated call ends with a terminate that has no duration (and
+        counts towards the unanswered calls that revoke a permission); an inbound call the
+        business did not accept ends the same way (and may be followed by a voicemail)."""
+        return self._world.user_lets_it_ring_out(call_id)
+
+    def user_leaves_voicemail(self, call_id: str) -> str:
+        """The caller of an inbound call the business rejected (trigger ``REJECT``) or let
+        ring out (``TIMEOUT``) leaves a voicemail: with the ``voicemail`` setting on for that
+        trigger, an audio message webhook whose id is the call's wacid. Returns the audio's
+        media id."""
+        return self._world.user_leaves_voicemail(call_id)
+
     def user_hangs_up(self, call_id: str) -> FakeCall:
-        """The user ends a call: terminate webhook (with duration if it was connected)."""
+        """The user ends a call: terminate webhook (with duration if it was connected), then
+        the recording and transcript webhooks if connect or accept asked for them."""
         return self._world.user_hangs_up(call_id)
 
     def fail_call(
@@ -380,11 +473,11 @@ class FakeCallingAPI:
         """The call fails (media timeout by default): terminate ``FAILED`` with ``errors[]``."""
         return self._world.fail_call(call_id, code, details)
 
-    def grant_permission(self, wa_id: str, *, permanent: bool = False, notify: bool = True) -> None:
+    def grant_permission(self, user: str, *, permanent: bool = False, notify: bool = True) -> None:
         """The user allows calls from the business profile (no ``context`` in the webhook).
         With ``notify=False`` no webhook is sent: use it to set up a test's starting state."""
         self._world.set_permission(
-            wa_id,
+            user,
             PermissionReplyResponse.ACCEPT,
             permanent=permanent,
             source=PermissionReplySource.USER_ACTION,
@@ -392,10 +485,10 @@ class FakeCallingAPI:
             notify=notify,
         )
 
-    def revoke_permission(self, wa_id: str, *, notify: bool = True) -> None:
+    def revoke_permission(self, user: str, *, notify: bool = True) -> None:
         """The user withdraws permission."""
         self._world.set_permission(
-            wa_id,
+            user,
             PermissionReplyResponse.REJECT,
             permanent=False,
             source=PermissionReplySource.USER_ACTION,
@@ -404,21 +497,14 @@ class FakeCallingAPI:
         )
 
     def user_replies_to_permission_request(
-        self, wa_id: str, *, accept: bool = True, permanent: bool = False
-    ) -> None:
-        """The user answers the last permission request sent to them (``POST /messages``)."""
-        with self._world.lock:
-            request_id = self._world.user(wa_id).last_request_id
-            if request_id is None:
-                raise ScenarioError(f"no call-permission request was sent to {wa_id}")
-            self._world.set_permission(
-                wa_id,
-                PermissionReplyResponse.ACCEPT if accept else PermissionReplyResponse.REJECT,
-                permanent=permanent,
-                source=PermissionReplySource.USER_ACTION,
-                context_id=request_id,
-                notify=True,
-            )
+        self, user: str, *, accept: bool = True, permanent: bool = False
+    ) -> str:
+        """The user answers the newest call-permission request they received (interactive or
+        template): the ``call_permission_reply`` webhook with ``context.id`` set to the
+        request's wamid, which is returned. The reply opens the 24-hour window.
+        :class:`ScenarioError` if no request reached the user, it was already answered, or
+        it expired (7 days after delivery)."""
+        return self._world.reply_to_request(user, accept=accept, permanent=permanent)
 
     # -- webhooks -------------------------------------------------------------------------
 

@@ -67,6 +67,29 @@ class Settings:
     def callback_permission(self) -> bool:
         return bool(self._calling.get("callback_permission_status") == "ENABLED")
 
+    @property
+    def sip_webhooks(self) -> bool:
+        """SIP's own webhooks (``call_created``, ``terminate``) are on (api-facts §2.6)."""
+        return self.sip_enabled and self._calling["sip"].get("webhook_delivery") == "ENABLED"
+
+    def voicemail_on(self, trigger: str) -> bool:
+        """Voicemail is on for ``trigger`` (``REJECT``: the business rejected the call;
+        ``TIMEOUT``: nobody answered). Without ``triggers``, both count."""
+        voicemail = self._calling.get("voicemail", {})
+        triggers = voicemail.get("triggers", ("REJECT", "TIMEOUT"))
+        return bool(voicemail.get("status") == "ENABLED" and trigger in triggers)
+
+    def watched(self) -> tuple[Any, ...]:
+        """What ``account_settings_update`` reports a change of (api-facts §2.6)."""
+        calling = self._calling
+        return (
+            calling.get("status"),
+            calling.get("call_icon_visibility"),
+            calling.get("callback_permission_status"),
+            calling.get("sip", {}).get("status"),
+            calling.get("srtp_key_exchange_protocol"),
+        )
+
     def check_graph_calling(self) -> None:
         """The Graph call endpoints work only with calling on and SIP off."""
         if self.sip_enabled:

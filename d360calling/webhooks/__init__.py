@@ -6,51 +6,80 @@
 
 from ..errors import WebhookParseError
 from ..models.webhooks import (
+    AccountSettingsUpdateEvent,
     AsyncCallActions,
     CallActions,
     CallConnectEvent,
     CallEvent,
+    CallRecordingAvailableEvent,
     CallStatusEvent,
     CallTerminateEvent,
+    CallTranscriptionAvailableEvent,
     ContactProfile,
+    MessageStatus,
+    MessageStatusEvent,
     PermissionReplyEvent,
+    SipCallCreatedEvent,
     SyncCallActions,
     UnknownEvent,
+    VoicemailEvent,
     WebhookContact,
     WebhookError,
     WebhookEvent,
+    WebhookMedia,
     WebhookMetadata,
 )
 from ._auth import SIGNATURE_HEADER, WebhookAuth, signature, verify_signature
+from ._background import BackgroundReceiver, SyncOutboundCall
 from ._dedupe import DedupeMemory, InMemoryDedupeMemory
+from ._outbound import CallAnswer, CallOutcome, OutboundCall, OutboundCallState
 from ._parse import MAX_ID_LENGTH, MAX_TIMESTAMP, parse_webhook
-from ._receiver import WebhookReceiver
+from ._receiver import MAX_EARLY_EVENTS, WebhookReceiver
 from ._tracker import CallRecord, CallStore, CallTracker, InMemoryCallStore
+from ._waiters import MAX_REMEMBERED_ANSWERS, PermissionOutcome, PermissionWaitResult
 
 __all__ = (
+    "MAX_EARLY_EVENTS",
     "MAX_ID_LENGTH",
+    "MAX_REMEMBERED_ANSWERS",
     "MAX_TIMESTAMP",
     "SIGNATURE_HEADER",
+    "AccountSettingsUpdateEvent",
     "AsyncCallActions",
+    "BackgroundReceiver",
     "CallActions",
+    "CallAnswer",
     "CallConnectEvent",
     "CallEvent",
+    "CallOutcome",
     "CallRecord",
+    "CallRecordingAvailableEvent",
     "CallStatusEvent",
     "CallStore",
     "CallTerminateEvent",
     "CallTracker",
+    "CallTranscriptionAvailableEvent",
     "ContactProfile",
     "DedupeMemory",
     "InMemoryCallStore",
     "InMemoryDedupeMemory",
+    "MessageStatus",
+    "MessageStatusEvent",
+    "OutboundCall",
+    "OutboundCallState",
+    "PermissionOutcome",
     "PermissionReplyEvent",
+    "PermissionWaitResult",
+    "SipCallCreatedEvent",
     "SyncCallActions",
+    "SyncOutboundCall",
     "UnknownEvent",
+    "VoicemailEvent",
     "WebhookAuth",
     "WebhookContact",
     "WebhookError",
     "WebhookEvent",
+    "WebhookMedia",
     "WebhookMetadata",
     "WebhookParseError",
     "WebhookReceiver",

@@ -17,14 +17,21 @@ from .. import _json
 from .._converter import decode, decode_errors
 from ..errors import WebhookParseError
 from ..models.webhooks import (
+    AccountSettingsUpdateEvent,
     CallConnectEvent,
+    CallRecordingAvailableEvent,
     CallStatusEvent,
     CallTerminateEvent,
+    CallTranscriptionAvailableEvent,
+    MessageStatusEvent,
     PermissionReplyEvent,
+    SipCallCreatedEvent,
     UnknownEvent,
+    VoicemailEvent,
     WebhookContact,
     WebhookError,
     WebhookEvent,
+    WebhookMedia,
     WebhookMetadata,
 )
 
@@ -42,16 +49,26 @@ MAX_ERRORS_PER_CHANGE: Final = 16
 """How many items of a change's ``errors[]`` are read; real ones carry one or two. Each is
 decoded, so the cap keeps a hostile body from costing time."""
 
-# The fields that must be short, as (attribute, name on the wire).
+# The parties of a call item, as (attribute, name on the wire): every id must be short.
+_PARTIES: Final = (
+    ("call_id", "id"),
+    ("from_", "from"),
+    ("to", "to"),
+    ("from_user_id", "from_user_id"),
+    ("to_user_id", "to_user_id"),
+    ("from_parent_user_id", "from_parent_user_id"),
+    ("to_parent_user_id", "to_parent_user_id"),
+    ("direction", "direction"),
+)
+
+
+def _media_fields(wire: str) -> tuple[tuple[str, str], ...]:
+    return tuple((f"media.{key}", f"{wire}.{key}") for key in ("id", "sha256", "mime_type"))
+
+
+# The fields that must be short, as (attribute path, name on the wire).
 _SHORT_FIELDS: Final[dict[type, tuple[tuple[str, str], ...]]] = {
-    CallConnectEvent: (
-        ("call_id", "id"),
-        ("from_", "from"),
-        ("to", "to"),
-        ("from_user_id", "from_user_id"),
-        ("to_user_id", "to_user_id"),
-        ("direction", "direction"),
-    ),
+    CallConnectEvent: _PARTIES,
     CallStatusEvent: (
         ("call_id", "id"),
         ("status", "status"),
@@ -59,25 +76,62 @@ _SHORT_FIELDS: Final[dict[type, tuple[tuple[str, str], ...]]] = {
         ("recipient_user_id", "recipient_user_id"),
         ("recipient_parent_user_id", "recipient_parent_user_id"),
     ),
-    CallTerminateEvent: (
-        ("call_id", "id"),
-        ("from_", "from"),
-        ("to", "to"),
-        ("direction", "direction"),
-        ("status", "status"),
-    ),
+    CallTerminateEvent: (*_PARTIES, ("status", "status"), ("terminate_reason", "terminate_reason")),
     PermissionReplyEvent: (
         ("message_id", "id"),
         ("from_", "from"),
         ("from_user_id", "from_user_id"),
+        ("from_parent_user_id", "from_parent_user_id"),
         ("context_id", "context.id"),
         ("response", "interactive.call_permission_reply.response"),
         ("response_source", "interactive.call_permission_reply.response_source"),
     ),
+    CallRecordingAvailableEvent: (
+        *_PARTIES,
+        ("status", "status"),
+        ("media_type", "call_recording.type"),
+        *_media_fields("call_recording.audio"),
+    ),
+    CallTranscriptionAvailableEvent: (
+        *_PARTIES,
+        ("status", "status"),
+        *_media_fields("call_transcript.document"),
+    ),
+    SipCallCreatedEvent: _PARTIES,
+    VoicemailEvent: (
+        ("call_id", "id"),
+        ("from_", "from"),
+        ("from_user_id", "from_user_id"),
+        ("from_parent_user_id", "from_parent_user_id"),
+        *_media_fields("audio"),
+    ),
+    MessageStatusEvent: (
+        ("message_id", "id"),
+        ("status", "status"),
+        ("recipient_id", "recipient_id"),
+        ("recipient_user_id", "recipient_user_id"),
+        ("recipient_parent_user_id", "recipient_parent_user_id"),
+    ),
+    AccountSettingsUpdateEvent: (
+        ("type", "type"),
+        ("phone_number_id", "phone_number_settings.phone_number_id"),
+        ("calling_status", "phone_number_settings.calling.status"),
+        ("call_icon_visibility", "phone_number_settings.calling.call_icon_visibility"),
+        (
+            "callback_permission_status",
+            "phone_number_settings.calling.callback_permission_status",
+        ),
+        ("sip_status", "phone_number_settings.calling.sip.status"),
+        (
+            "srtp_key_exchange_protocol",
+            "phone_number_settings.calling.srtp_key_exchange_protocol",
+        ),
+    ),
 }
+_TIMESTAMP: Final = (("timestamp", "timestamp"),)
 _TIME_FIELDS: Final[dict[type, tuple[tuple[str, str], ...]]] = {
-    CallConnectEvent: (("timestamp", "timestamp"),),
-    CallStatusEvent: (("timestamp", "timestamp"),),
+    CallConnectEvent: _TIMESTAMP,
+    CallStatusEvent: _TIMESTAMP,
     CallTerminateEvent: (
         ("timestamp", "timestamp"),
         ("start_time", "start_time"),
@@ -87,6 +141,29 @@ _TIME_FIELDS: Final[dict[type, tuple[tuple[str, str], ...]]] = {
     PermissionReplyEvent: (
         ("timestamp", "timestamp"),
         ("expiration_timestamp", "interactive.call_permission_reply.expiration_timestamp"),
+    ),
+    CallRecordingAvailableEvent: _TIMESTAMP,
+    CallTranscriptionAvailableEvent: _TIMESTAMP,
+    SipCallCreatedEvent: _TIMESTAMP,
+    VoicemailEvent: _TIMESTAMP,
+    MessageStatusEvent: _TIMESTAMP,
+    AccountSettingsUpdateEvent: _TIMESTAMP,
+}
+# The call events of the ``calls`` field, by ``event``.
+_CALL_EVENTS: Final[dict[str, type[WebhookEvent]]] = {
+    "connect": CallConnectEvent,
+    "terminate": CallTerminateEvent,
+    "call_recording_available": CallRecordingAvailableEvent,
+    "call_transcription_available": CallTranscriptionAvailableEvent,
+    "call_created": SipCallCreatedEvent,
+}
+# Where the media object of each media event is (api-2026 §3); ``call_transcription`` is
+# read too, in case a sender spells it so.
+_MEDIA: Final[dict[type, tuple[tuple[str, str], ...]]] = {
+    CallRecordingAvailableEvent: (("call_recording", "audio"),),
+    CallTranscriptionAvailableEvent: (
+        ("call_transcript", "document"),
+        ("call_transcription", "document"),
     ),
 }
 _CONTACT_IDS: Final = ("wa_id", "user_id", "parent_user_id")
@@ -170,7 +247,7 @@ def _count(change: Any) -> int:
     if field == "calls":
         count = len(_items(value, "calls")) + len(_items(value, "statuses"))
     elif field == "messages":
-        count = len(_items(value, "messages"))
+        count = len(_items(value, "messages")) + len(_items(value, "statuses"))
     else:
         count = 0
     return count or 1
@@ -188,8 +265,13 @@ def _change(change: Any, where: str) -> list[WebhookEvent]:
     if field == "calls":
         events = [context.call(item, i) for i, item in enumerate(_items(value, "calls"))]
         events += [context.status(item, i) for i, item in enumerate(_items(value, "statuses"))]
-    elif field == "messages" and _items(value, "messages"):
+    elif field == "messages":
         events = [context.message(item, i) for i, item in enumerate(_items(value, "messages"))]
+        events += [
+            context.message_status(item, i) for i, item in enumerate(_items(value, "statuses"))
+        ]
+    elif field == "account_settings_update":
+        events = [context.settings_update(value)]
     else:
         events = []
     return events or [_unknown(field, value, None)]
@@ -235,11 +317,8 @@ class _Context:
                 user = _user_key(raw.get(key))
                 if user is not None:
                     self._by_id.setdefault(user, index)  # the first contact with it, as before
-        self.errors = tuple(
-            error
-            for raw in _items(value, "errors")[:MAX_ERRORS_PER_CHANGE]
-            if (error := _lenient(WebhookError, raw))
-        )
+        self.value = value
+        self.errors = _errors(value)
 
     def _contact(self, *ids: Any) -> WebhookContact | None:
         for user in ids:
@@ -254,19 +333,27 @@ class _Context:
             return UnknownEvent(field="calls", raw=item, problem="a call is not an object")
         raw_event = item.get("event", "")
         event = raw_event.lower() if isinstance(raw_event, str) else None
-        extra: dict[str, Any] = {"metadata": self.metadata}
-        if event == "connect":
-            cls: type[CallConnectEvent | CallTerminateEvent] = CallConnectEvent
-        elif event == "terminate":
-            cls, extra["errors"] = CallTerminateEvent, self.errors
-        else:
+        cls = _CALL_EVENTS.get(event) if event is not None else None
+        if cls is None:
             problem = (
                 "the call event is not a string" if event is None else f"call event {event!r:.60}"
             )
             return _unknown("calls", item, problem)
+        # errors[] are read leniently and outside the decode, so one odd error never costs
+        # the event, and a long list costs no more than MAX_ERRORS_PER_CHANGE decodes.
+        flat: dict[str, Any] = {k: v for k, v in item.items() if k not in ("errors", "error")}
+        extra: dict[str, Any] = {"metadata": self.metadata}
+        if cls is CallTerminateEvent:
+            extra["errors"] = _merged(_errors(item), self.errors)
+        elif cls in _MEDIA:
+            extra["media"] = _media_flat(item, _MEDIA[cls], flat)
+            flat["call_id"], flat["from_"] = item.get("id"), item.get("from")
+            extra["errors"] = _merged(_errors(item), _media_errors(item, _MEDIA[cls]), self.errors)
+        elif cls is SipCallCreatedEvent:
+            flat["call_id"], flat["from_"] = item.get("id"), item.get("from")
         users = (item.get("from"), item.get("to"), item.get("from_user_id"), item.get("to_user_id"))
         extra["contact"] = self._contact(*users)
-        return _decode(cls, item, extra, "calls", f"{self.where}.calls[{index}]")
+        return _decode(cls, flat, extra, "calls", f"{self.where}.calls[{index}]")
 
     def status(self, item: Any, index: int) -> WebhookEvent:
         if not isinstance(item, Mapping):
@@ -276,25 +363,88 @@ class _Context:
         return _decode(CallStatusEvent, item, extra, "calls", f"{self.where}.statuses[{index}]")
 
     def message(self, item: Any, index: int) -> WebhookEvent:
-        interactive = item.get("interactive") if isinstance(item, Mapping) else None
+        if not isinstance(item, Mapping):
+            return _unknown("messages", item, None)
+        where = f"{self.where}.messages[{index}]"
+        users = (item.get("from"), item.get("from_user_id"))
+        extra: dict[str, Any] = {"metadata": self.metadata, "contact": self._contact(*users)}
+        interactive = item.get("interactive")
         reply = (
             interactive.get("call_permission_reply") if isinstance(interactive, Mapping) else None
         )
-        if not isinstance(reply, Mapping):
-            return _unknown("messages", item, None)  # an ordinary message
-        context = item.get("context")
+        message_id = item.get("id")
+        if isinstance(reply, Mapping):
+            context = item.get("context")
+            flat = {
+                **{key: value for key, value in reply.items() if isinstance(key, str)},
+                "from_": item.get("from"),
+                "from_user_id": item.get("from_user_id"),
+                "from_parent_user_id": item.get("from_parent_user_id"),
+                "message_id": message_id,
+                "timestamp": item.get("timestamp"),
+                "context_id": context.get("id") if isinstance(context, Mapping) else None,
+            }
+            return _decode(PermissionReplyEvent, flat, extra, "messages", where)
+        if (
+            item.get("type") == "audio"
+            and isinstance(message_id, str)
+            and message_id.startswith("wacid.")
+        ):
+            # A voicemail: an audio message whose id is the call's (api-facts §2.6).
+            voicemail = {
+                "call_id": message_id,
+                "from_": item.get("from"),
+                "from_user_id": item.get("from_user_id"),
+                "from_parent_user_id": item.get("from_parent_user_id"),
+                "timestamp": item.get("timestamp"),
+            }
+            extra["media"] = _lenient(WebhookMedia, item.get("audio"))
+            return _decode(VoicemailEvent, voicemail, extra, "messages", where)
+        return _unknown("messages", item, None)  # an ordinary message
+
+    def message_status(self, item: Any, index: int) -> WebhookEvent:
+        if not isinstance(item, Mapping):
+            return UnknownEvent(field="messages", raw=item, problem="a status is not an object")
         flat = {
-            **{key: value for key, value in reply.items() if isinstance(key, str)},
-            "from_": item.get("from"),
-            "from_user_id": item.get("from_user_id"),
-            "message_id": item.get("id"),
-            "timestamp": item.get("timestamp"),
-            "context_id": context.get("id") if isinstance(context, Mapping) else None,
+            key: value
+            for key, value in item.items()
+            if isinstance(key, str) and key not in ("errors", "id")
         }
-        users = (item.get("from"), item.get("from_user_id"))
-        extra = {"metadata": self.metadata, "contact": self._contact(*users)}
-        where = f"{self.where}.messages[{index}]"
-        return _decode(PermissionReplyEvent, flat, extra, "messages", where)
+        flat["message_id"] = item.get("id")
+        users = (item.get("recipient_id"), item.get("recipient_user_id"))
+        extra = {
+            "metadata": self.metadata,
+            "contact": self._contact(*users),
+            "errors": _merged(_errors(item), self.errors),
+        }
+        where = f"{self.where}.statuses[{index}]"
+        return _decode(MessageStatusEvent, flat, extra, "messages", where)
+
+    def settings_update(self, value: Mapping[str, Any]) -> WebhookEvent:
+        settings = value.get("phone_number_settings")
+        settings = settings if isinstance(settings, Mapping) else {}
+        calling = settings.get("calling")
+        calling = calling if isinstance(calling, Mapping) else None
+        sip = calling.get("sip") if calling is not None else None
+
+        def text(source: Any, key: str) -> Any:
+            # Tolerant: a watched value that is not a string is left out, not a failure.
+            found = source.get(key) if isinstance(source, Mapping) else None
+            return found if isinstance(found, str) else None
+
+        flat = {
+            "timestamp": value.get("timestamp"),
+            "type": text(value, "type"),
+            "phone_number_id": _user_key(settings.get("phone_number_id")),
+            "calling_status": text(calling, "status"),
+            "call_icon_visibility": text(calling, "call_icon_visibility"),
+            "callback_permission_status": text(calling, "callback_permission_status"),
+            "sip_status": text(sip, "status"),
+            "srtp_key_exchange_protocol": text(calling, "srtp_key_exchange_protocol"),
+        }
+        extra = {"metadata": self.metadata, "calling": calling, "raw": value}
+        where = f"{self.where}"
+        return _decode(AccountSettingsUpdateEvent, flat, extra, "account_settings_update", where)
 
 
 def _decode(
@@ -308,24 +458,78 @@ def _decode(
         event: WebhookEvent = decode(cls, item)
     except Exception as exc:  # any shape problem: keep the raw item
         return _unknown(field, item, decode_errors(exc))
+    event = attrs.evolve(event, **extra)
     _check(event, where)
-    call_id = getattr(event, "call_id", None)
-    if isinstance(call_id, str) and not call_id.strip():
-        # No id: it cannot be told from any other call's event (dedupe, ordering, tracking).
-        return _unknown(field, item, "the call id is empty")
-    return attrs.evolve(event, **extra)
+    for id_field in ("call_id", "message_id"):
+        value = getattr(event, id_field, None)
+        if id_field == "message_id" and not isinstance(event, MessageStatusEvent):
+            continue  # a permission reply may lack its message id (it is keyed otherwise)
+        if isinstance(value, str) and not value.strip():
+            # No id: it cannot be told from any other event (dedupe, ordering, tracking).
+            what = "call" if id_field == "call_id" else "message"
+            return _unknown(field, item, f"the {what} id is empty")
+    return event
 
 
 def _check(event: WebhookEvent, where: str) -> None:
     """Refuse values no sender can mean, naming the field (never its value: it may be huge)."""
-    for attribute, name in _SHORT_FIELDS.get(type(event), ()):
-        value = getattr(event, attribute)
+    for path, name in _SHORT_FIELDS.get(type(event), ()):
+        value: Any = event
+        for attribute in path.split("."):
+            value = getattr(value, attribute, None)
         if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
             raise WebhookParseError(f"{where}.{name} is longer than {MAX_ID_LENGTH} characters")
     for attribute, name in _TIME_FIELDS.get(type(event), ()):
         value = getattr(event, attribute)
         if value is not None and not 0 <= value <= MAX_TIMESTAMP:
             raise WebhookParseError(f"{where}.{name} is out of range (0 to {MAX_TIMESTAMP})")
+
+
+def _errors(source: Mapping[str, Any]) -> tuple[WebhookError, ...]:
+    """``errors[]`` of an item or a change (and a single ``error`` object, as one BSP sends
+    it), read leniently: an error of another shape is left out."""
+    raws: list[Any] = _items(source, "errors")[:MAX_ERRORS_PER_CHANGE]
+    single = source.get("error")
+    if isinstance(single, Mapping):
+        raws.append(single)
+    return tuple(error for raw in raws if (error := _lenient(WebhookError, raw)))
+
+
+def _merged(*groups: tuple[WebhookError, ...]) -> tuple[WebhookError, ...]:
+    """The errors of the item first, then those of the change it is in, each once, at most
+    :data:`MAX_ERRORS_PER_CHANGE` in all."""
+    merged: list[WebhookError] = []
+    for group in groups:
+        merged.extend(error for error in group if error not in merged)
+    return tuple(merged[:MAX_ERRORS_PER_CHANGE])
+
+
+def _media_flat(
+    item: Mapping[str, Any], places: tuple[tuple[str, str], ...], flat: dict[str, Any]
+) -> WebhookMedia | None:
+    """The media object of a recording or transcript; its ``type`` and the failure fields
+    (``status``, ``retryable``) of the media wrapper go into ``flat`` (the item's own win)."""
+    for wrapper_key, media_key in places:
+        wrapper = item.get(wrapper_key)
+        if not isinstance(wrapper, Mapping):
+            continue
+        kind = wrapper.get("type")
+        flat["media_type"] = kind if isinstance(kind, str) else None
+        for key in ("status", "retryable"):
+            if key not in item and key in wrapper:
+                flat[key] = wrapper[key]
+        return _lenient(WebhookMedia, wrapper.get(media_key))
+    return None
+
+
+def _media_errors(
+    item: Mapping[str, Any], places: tuple[tuple[str, str], ...]
+) -> tuple[WebhookError, ...]:
+    for wrapper_key, _ in places:
+        wrapper = item.get(wrapper_key)
+        if isinstance(wrapper, Mapping):
+            return _errors(wrapper)
+    return ()
 
 
 def _check_short(raw: Any, keys: Iterable[str], where: str) -> None:

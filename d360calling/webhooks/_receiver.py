@@ -22,30 +22,49 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from aiohttp.streams import StreamReader
 
-from ..errors import InvalidRequestError, WebhookParseError
+from .._async_client import AsyncClient
+from ..errors import ClientClosedError, ClientMisuseError, InvalidRequestError, WebhookParseError
+from ..models.calls import CallRecording, CallTranscription
 from ..models.webhooks import (
+    AccountSettingsUpdateEvent,
     CallConnectEvent,
+    CallRecordingAvailableEvent,
     CallStatusEvent,
     CallTerminateEvent,
+    CallTranscriptionAvailableEvent,
+    MessageStatusEvent,
     PermissionReplyEvent,
+    SipCallCreatedEvent,
     UnknownEvent,
+    VoicemailEvent,
     WebhookEvent,
 )
 from ._auth import WebhookAuth
 from ._dedupe import DedupeMemory, InMemoryDedupeMemory
+from ._outbound import AsyncClientActions, OutboundActions, OutboundCall
 from ._parse import _TooManyEvents, parse_webhook
 from ._tracker import CallRecord, CallTracker
+from ._waiters import (
+    PermissionWaiters,
+    PermissionWaitResult,
+    check_message_id,
+    check_timeout,
+    check_user,
+)
 
 __all__ = (
     "CLOSE_TIMEOUT",
+    "MAX_EARLY_EVENTS",
     "RETRY_AFTER",
     "Callback",
+    "Sleep",
     "StaleCallback",
     "WebhookReceiver",
 )
@@ -57,6 +76,8 @@ E = TypeVar("E")
 Callback = Callable[[E], Awaitable[None]]
 """An async callback for one kind of event: ``Callback[CallConnectEvent]``."""
 StaleCallback = Callable[[WebhookEvent, str], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+"""How the receiver waits out a timeout (``asyncio.sleep``; tests pass their own)."""
 
 RETRY_AFTER: Final = 5
 """Seconds the ``Retry-After`` of a 503 asks the sender to wait: short, since a call rings for
@@ -68,6 +89,11 @@ _CANCEL_GRACE: Final = 1.0  # how long close() waits for cancelled callbacks to 
 _LOG_INTERVAL: Final = 60.0  # refusals of one kind: one WARNING, then at most one a minute
 _READ_CHUNK: Final = 64 * 1024
 _MiB: Final = 1024 * 1024
+MAX_EARLY_EVENTS: Final = 1_000
+"""Events of calls not known yet that the receiver keeps while a :meth:`place_call` waits
+for its connect answer (webhooks can arrive before it), to replay to the call once its id is
+known; the oldest call's events go first. Nothing is kept while no connect is in flight."""
+_OUTBOUND_KINDS: Final = (CallConnectEvent, CallStatusEvent, CallTerminateEvent)
 
 
 class _Refusal(Exception):
@@ -115,8 +141,11 @@ class _Delivery:
 class WebhookReceiver:
     """Route webhook deliveries to async callbacks.
 
-    ``on_event`` gets every event; the specific callbacks get theirs. ``on_stale(event,
-    reason)`` gets events that are not acted on: older than ``max_age`` seconds, without the
+    ``on_event`` gets every event; the specific callbacks get theirs (``on_recording``,
+    ``on_transcription``, ``on_sip_call_created``, ``on_voicemail``, ``on_message_status``
+    and ``on_settings_update`` for the 2026 events; events that carry only business-scoped
+    user ids included). ``on_stale(event, reason)`` gets events that are not acted on:
+    older than ``max_age`` seconds, without the
     timestamp their kind always carries (unless ``allow_missing_timestamp``), or a connect
     whose call already ended. Use :meth:`app` for a ready application, or :meth:`handle` as
     the handler of your own route; call :meth:`close` (the app does it on cleanup).
@@ -160,7 +189,19 @@ class WebhookReceiver:
     so 100,000 of them about 87 MiB); nothing else outlives a delivery's callbacks. While
     callbacks run, at most 10,000 pending tasks (about 4 KB each with their events, 40 MB) and
     64 MiB of delivery bodies (their parsed events take a small multiple of it). Per-call
-    locks live only while their call has callbacks pending.
+    locks live only while their call has callbacks pending. The workflow below keeps at most
+    1,024 answers to permission requests (a few hundred bytes each, without their contacts)
+    and, only while a ``place_call`` waits for its connect answer, at most
+    :data:`MAX_EARLY_EVENTS` events of calls not known yet.
+
+    **The calling workflow**: :meth:`wait_for_permission` waits for a user's answer to a
+    permission request, :meth:`place_call` places a business-initiated call and follows it
+    to its true outcome. At most ``max_waiters`` permission waits and ``max_outbound_calls``
+    followed calls at a time (beyond: :class:`~d360calling.ClientMisuseError`); a wait that
+    ends (answered, timed out, cancelled) and a call that is over leave nothing behind but
+    the newest :data:`~d360calling.webhooks.MAX_REMEMBERED_ANSWERS` answers to
+    requests. ``sleep`` is how their timeouts are waited out. :meth:`close` ends every wait
+    with :class:`~d360calling.ClientClosedError`.
     """
 
     def __init__(
@@ -170,6 +211,12 @@ class WebhookReceiver:
         on_status: Callback[CallStatusEvent] | None = None,
         on_terminate: Callback[CallTerminateEvent] | None = None,
         on_permission_reply: Callback[PermissionReplyEvent] | None = None,
+        on_recording: Callback[CallRecordingAvailableEvent] | None = None,
+        on_transcription: Callback[CallTranscriptionAvailableEvent] | None = None,
+        on_sip_call_created: Callback[SipCallCreatedEvent] | None = None,
+        on_voicemail: Callback[VoicemailEvent] | None = None,
+        on_message_status: Callback[MessageStatusEvent] | None = None,
+        on_settings_update: Callback[AccountSettingsUpdateEvent] | None = None,
         on_unknown: Callback[UnknownEvent] | None = None,
         on_event: Callback[WebhookEvent] | None = None,
         on_stale: StaleCallback | None = None,
@@ -187,7 +234,10 @@ class WebhookReceiver:
         max_pending_callbacks: int = 10_000,
         max_pending_bytes: int = 64 * _MiB,
         callback_timeout: float | None = None,
+        max_waiters: int = 10_000,
+        max_outbound_calls: int = 10_000,
         clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if secret_header is not None and (
             not isinstance(secret_header, tuple) or len(secret_header) != 2
@@ -213,6 +263,14 @@ class WebhookReceiver:
         self._on_status = on_status
         self._on_terminate = on_terminate
         self._on_permission_reply = on_permission_reply
+        self._callbacks: dict[type, Callable[[Any], Awaitable[None]] | None] = {
+            CallRecordingAvailableEvent: on_recording,
+            CallTranscriptionAvailableEvent: on_transcription,
+            SipCallCreatedEvent: on_sip_call_created,
+            VoicemailEvent: on_voicemail,
+            MessageStatusEvent: on_message_status,
+            AccountSettingsUpdateEvent: on_settings_update,
+        }
         self._on_unknown = on_unknown
         self._on_event = on_event
         self._on_stale = on_stale
@@ -238,7 +296,21 @@ class WebhookReceiver:
         )
         if not callable(clock):
             raise InvalidRequestError("clock must be a callable giving Unix seconds")
+        if not callable(sleep):
+            raise InvalidRequestError("sleep must be an async callable taking seconds")
         self._clock = clock
+        self._sleep = sleep
+        self.max_waiters = _count("max_waiters", max_waiters)
+        self.max_outbound_calls = _count("max_outbound_calls", max_outbound_calls)
+        self._waiters = PermissionWaiters(self.max_waiters, sleep)
+        # Calls placed here and not over, by id: weakly, so a handle nobody holds any more
+        # (and no timer holds) goes; removed anyway when its call is over.
+        self._outbound: weakref.WeakValueDictionary[str, OutboundCall] = (
+            weakref.WeakValueDictionary()
+        )
+        self._connecting = 0  # place_call()s waiting for their connect answer
+        self._early: OrderedDict[str, list[WebhookEvent]] = OrderedDict()
+        self._early_count = 0
         self._throttled = _Throttled(clock)
         self._warned_insecure = False
         self._closing = False
@@ -440,6 +512,10 @@ class WebhookReceiver:
             if record is not None and record.ended:
                 stale = "the call already ended (its terminate arrived first)"
         await self.tracker.apply(event)
+        try:
+            self._feed_workflows(event, stale)
+        except Exception:  # a waiter's failure must not cost the user's callbacks
+            _log.exception("webhook workflow failed for %s", type(event).__name__)
         if stale is not None:
             self.stats["stale"] += 1
             _log.info("webhook event not acted on: %s: %s", type(event).__name__, stale)
@@ -490,7 +566,173 @@ class WebhookReceiver:
             return None if callback is None else callback(event)
         if type(event) is UnknownEvent:
             return None if self._on_unknown is None else self._on_unknown(event)
-        return None
+        callback = self._callbacks.get(type(event))
+        return None if callback is None else callback(event)
+
+    # -- the calling workflow -----------------------------------------------------------
+
+    def _feed_workflows(self, event: WebhookEvent, stale: str | None) -> None:
+        """Hand ``event`` to the waits it may end (before the user's callbacks, which may be
+        slow). A stale permission answer ends no wait (it may be a replay); a placed call
+        takes its events stale or not, since it is the only one with its fresh id and its
+        own rules ignore what comes after its end."""
+        if isinstance(event, PermissionReplyEvent):
+            if stale is None:
+                self._waiters.reply(event)
+        elif isinstance(event, MessageStatusEvent):
+            if stale is None:
+                self._waiters.status(event)
+        elif isinstance(event, _OUTBOUND_KINDS):
+            call = self._outbound.get(event.call_id)
+            if call is not None:
+                call.feed(event)
+            elif self._connecting and not (
+                isinstance(event, (CallConnectEvent, CallTerminateEvent)) and event.is_inbound
+            ):
+                self._keep_early(event)
+
+    def _keep_early(self, event: CallConnectEvent | CallStatusEvent | CallTerminateEvent) -> None:
+        self._early.setdefault(event.call_id, []).append(event)
+        self._early_count += 1
+        while self._early_count > MAX_EARLY_EVENTS:
+            _, dropped = self._early.popitem(last=False)
+            self._early_count -= len(dropped)
+
+    async def wait_for_permission(
+        self, user: str, *, timeout: float | None, message_id: str | None = None
+    ) -> PermissionWaitResult:
+        """Wait for ``user``'s answer to a call-permission request: the next permission
+        reply webhook for them (matched by phone number or BSUID, whichever it carries).
+
+        With ``message_id`` (the request's, from ``send_call_permission_request``): a reply
+        whose ``context.id`` names another request does not end the wait; a reply that
+        answers no request (granted from the business profile, or automatically after the
+        user called; revoked automatically; these have no ``context``, or a call's wacid)
+        does, since it is the user's permission as it now stands. A ``failed`` status of
+        that message ends it as ``FAILED`` with the typed ``error``; and an answer to that
+        message that arrived before the wait started ends it at once (the receiver remembers
+        the newest answers to requests). Without ``message_id`` only replies that arrive
+        after the call count.
+
+        Returns a :class:`PermissionWaitResult`: ``GRANTED_TEMPORARY`` (with ``expires_at``),
+        ``GRANTED_PERMANENT``, ``DECLINED``, ``FAILED``, or ``TIMED_OUT`` after ``timeout``
+        seconds (``None``: no limit). A duplicate reply is dropped before it gets here, and a
+        wait is resolved once. Raises :class:`~d360calling.InvalidRequestError` for a bad
+        argument, :class:`~d360calling.ClientMisuseError` past ``max_waiters``, and
+        :class:`~d360calling.ClientClosedError` if the receiver closes meanwhile.
+        """
+        checked = check_user(user)
+        seconds = check_timeout("timeout", timeout)
+        request = check_message_id(message_id)
+        if self._closing:
+            raise _closed_error()
+        return await self._waiters.wait(checked, seconds, request)
+
+    async def place_call(
+        self,
+        client: AsyncClient,
+        to: str | None = None,
+        sdp: str | None = None,
+        *,
+        recipient: str | None = None,
+        ringing_timeout: float | None = 60.0,
+        biz_opaque_callback_data: str | None = None,
+        recording: CallRecording | None = None,
+        transcription: CallTranscription | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> OutboundCall:
+        """Call a user (``client.connect_call(to, sdp, recipient=...)`` with the connect
+        options after ``ringing_timeout``, passed on as given; ``timeout`` and
+        ``max_retries`` are the connect request's) and follow the call through this
+        receiver's webhooks: the returned
+        :class:`OutboundCall` knows when the user really accepted (``await
+        call.answered()``, with their SDP answer), declined, let it ring out, or the call
+        failed (see its module for which webhook decides what).
+
+        The call is followed from before ``connect`` is sent: webhooks that arrive before
+        its answer are replayed to it. If it is not answered within ``ringing_timeout``
+        seconds (counted from connect's answer; ``None``: no limit), it is terminated
+        through ``client`` and ``answered()`` raises ``CallUnansweredError``. The receiver
+        must be the one ``client``'s webhooks reach, served on the running loop.
+        """
+        options = _connect_options(
+            biz_opaque_callback_data=biz_opaque_callback_data,
+            recording=recording,
+            transcription=transcription,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        return await self._place_call(
+            AsyncClientActions(client), to, sdp, recipient, ringing_timeout, options
+        )
+
+    async def _place_call(
+        self,
+        actions: OutboundActions,
+        to: str | None,
+        sdp: str | None,
+        recipient: str | None,
+        ringing_timeout: float | None,
+        options: Mapping[str, Any],
+    ) -> OutboundCall:
+        if sdp is None:
+            raise InvalidRequestError("sdp (the SDP offer) is required")
+        if to is None and recipient is None:
+            raise InvalidRequestError("to (a phone number) or recipient (a BSUID) is required")
+        user = check_user(to, "to") if to is not None else check_user(recipient, "recipient")
+        if ringing_timeout is not None and not check_timeout("ringing_timeout", ringing_timeout):
+            raise InvalidRequestError("ringing_timeout must be positive (or None)")
+        if self._closing:
+            raise _closed_error()
+        if len(self._outbound) + self._connecting >= self.max_outbound_calls:
+            raise ClientMisuseError(
+                f"{self.max_outbound_calls} placed calls are being followed already "
+                "(max_outbound_calls)"
+            )
+        self._connecting += 1
+        try:
+            call_id = await actions.connect(to, sdp, recipient, options)
+            call = OutboundCall(
+                call_id=call_id,
+                user=user,
+                actions=actions,
+                ringing_timeout=ringing_timeout,
+                sleep=self._sleep,
+                on_over=self._call_over,
+            )
+            early = self._early.pop(call_id, [])
+            self._early_count -= len(early)
+            if self._is_closing():  # closed while connect was out
+                call.close(_closed_error)
+                return call
+            self._outbound[call_id] = call
+            for event in early:  # what arrived before connect's answer, in order
+                call.feed(event)
+            call.start()
+            return call
+        finally:
+            self._connecting -= 1
+            if not self._connecting:
+                self._early.clear()
+                self._early_count = 0
+
+    def _is_closing(self) -> bool:
+        return self._closing
+
+    def _call_over(self, call: OutboundCall) -> None:
+        if self._outbound.get(call.call_id) is call:
+            del self._outbound[call.call_id]
+
+    @property
+    def waiting(self) -> int:
+        """Permission waits going on."""
+        return len(self._waiters)
+
+    @property
+    def followed_calls(self) -> int:
+        """Placed calls being followed (not over)."""
+        return len(self._outbound)
 
     async def call(self, call_id: str) -> CallRecord | None:
         """The tracked state of a call."""
@@ -514,10 +756,18 @@ class WebhookReceiver:
         return True
 
     async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
-        """Stop accepting deliveries (503 from now on), let running callbacks finish for up to
-        ``timeout`` seconds (``None``: as long as they take), then cancel the rest; idempotent.
-        A callback that ignores its cancellation is left behind after a second."""
+        """Stop accepting deliveries (503 from now on), end every permission wait and every
+        wait on a placed call with :class:`~d360calling.ClientClosedError` (nothing is sent:
+        a placed call still ringing is no longer ended by its ``ringing_timeout``; end it
+        with ``client.terminate_call``), let running callbacks finish for up to ``timeout``
+        seconds (``None``: as long as they take), then cancel the rest; idempotent. A
+        callback that ignores its cancellation is left behind after a second."""
         self._closing = True
+        # Waits end first: a callback that awaits one would otherwise hold up the drain.
+        self._waiters.close(_closed_error)
+        for call in list(self._outbound.values()):
+            call.close(_closed_error)
+        self._outbound.clear()
         if await self.drain(timeout):
             return
         running = {*self._tasks, *self._abandoned}
@@ -541,6 +791,16 @@ async def _read_up_to(stream: StreamReader, limit: int) -> bytes:
         body += chunk
         if len(body) > limit:
             raise _Refusal("too_large", 413, f"the body is larger than {limit} bytes")
+
+
+def _connect_options(**options: object) -> dict[str, object]:
+    """The connect options that were given: one left out stays out of the call, so a client
+    that predates it keeps working."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _closed_error() -> ClientClosedError:
+    return ClientClosedError("the webhook receiver is closed")
 
 
 def _retrieved(task: asyncio.Future[None]) -> None:

@@ -52,7 +52,10 @@ class CallRecord:
     call_id: str
     state: str = RINGING  # ringing | answered | ended
     direction: str | None = None
+    # The user's phone number when a webhook of the call carried one, else their BSUID; a
+    # user known only by a business-scoped id is still tracked.
     user: str | None = None
+    user_id: str | None = None  # the user's BSUID, when a webhook carried one
     started_at: int | None = None
     answered_at: int | None = None
     ended_at: int | None = None
@@ -173,15 +176,20 @@ def _fold(
     opaque = event.biz_opaque_callback_data
     if opaque is not None and len(opaque) <= BIZ_OPAQUE_CALLBACK_DATA_MAX:
         changes["biz_opaque_callback_data"] = opaque
+    # Phone first: a record keyed by a BSUID gains the number when a later webhook has it.
+    user = event.user
+    if user is not None and (record.user is None or record.user == record.user_id):
+        changes["user"] = user
+    if record.user_id is None and event.user_id is not None:
+        changes["user_id"] = event.user_id
     if isinstance(event, CallConnectEvent):
         label = "connect"
-        changes.update(direction=str(event.direction) if event.direction else None, user=event.user)
+        changes["direction"] = str(event.direction) if event.direction else None
         changes["started_at"] = record.started_at or event.timestamp
         if not event.is_inbound and record.state != ENDED:  # the user picked up
             changes.update(state=ANSWERED, answered_at=event.timestamp)
     elif isinstance(event, CallStatusEvent):
         label = f"status:{str(event.status)[:_LABEL_STATUS]}"
-        changes.setdefault("user", record.user or event.recipient_id)
         if record.state != ENDED:
             if event.status == "ACCEPTED":
                 changes.update(state=ANSWERED, answered_at=record.answered_at or event.timestamp)
