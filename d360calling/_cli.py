@@ -2,7 +2,8 @@
 
 Exit codes tell outcomes apart for scripts: 0 success, 2 bad input (including a missing API
 key), 3 the API answered with an error (or an answer that makes no sense), 4 no answer
-(network error or timeout), 130 interrupted, 1 anything else.
+(network error or timeout), 5 the answer is no (may not call now; the call was not answered),
+130 interrupted, 1 anything else.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import functools
 import ipaddress
 import itertools
 import json
@@ -34,15 +36,23 @@ from ._constants import API_KEY_ENV
 from ._converter import encode, make_converter
 from ._options import ClientOptionChanges, ClientOptions
 from ._version import __version__
-from .errors import APIConnectionError, APIError, D360Error, InvalidRequestError
+from .errors import (
+    APIConnectionError,
+    APIError,
+    CallNotAnsweredError,
+    D360Error,
+    InvalidRequestError,
+)
 from .models import (
     CallActionResponse,
+    CallDecision,
     CallHoursSettings,
     CallingSettings,
     CallPermissions,
     ConnectCallResponse,
     DayOfWeek,
     FeatureStatus,
+    MessageResponse,
     Settings,
     SettingsUpdate,
     UpdateSettingsResponse,
@@ -55,11 +65,13 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_API_ERROR = 3
 EXIT_NETWORK_ERROR = 4
+EXIT_NO = 5  # the answer is no: may not call now, or the call placed was not answered
 EXIT_INTERRUPTED = 130
 
 _EPILOG = """\
 exit codes: 0 success, 2 bad input or no API key, 3 API error, 4 network error or timeout,
-130 interrupted, 1 anything else.
+5 the answer is no (permissions can-call: not now; call place: not answered), 130 interrupted,
+1 anything else.
 The API key comes from --api-key or D360_API_KEY; the base URL from --base-url or D360_BASE_URL.
 """
 
@@ -80,13 +92,19 @@ _MAX_MESSAGE = 1000
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+_SECRET_OPTIONS = ("--api-key", "--webhook-secret", "--webhook-header")
+
+
 def _secrets_in(argv: Sequence[str]) -> tuple[str, ...]:
     found = [os.environ.get(API_KEY_ENV, "")]
     for i, arg in enumerate(argv):
         name, eq, value = arg.partition("=")
         # argparse takes any unambiguous prefix of an option (--api, --webhook-s).
-        if len(name) >= 3 and any(o.startswith(name) for o in ("--api-key", "--webhook-secret")):
-            found.append(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+        if len(name) >= 3 and any(o.startswith(name) for o in _SECRET_OPTIONS):
+            given = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            if "--webhook-header".startswith(name) and len(name) > len("--webhook-"):
+                given = given.partition(":")[2].strip()  # NAME:VALUE; the name is no secret
+            found.append(given)
     return tuple(secret for secret in found if len(secret) >= _MIN_SECRET)
 
 
@@ -159,6 +177,27 @@ def _secret(text: str) -> str:
     return text
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError("expected NAME:VALUE, e.g. X-Webhook-Secret:s3cret")
+    return name.strip(), value.strip()
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {_clean(repr(text)):.60}")
+    return _listen_host(host.strip("[]")), _port(port)
+
+
+def _minutes(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of minutes: {text!r:.40}") from None
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -207,6 +246,28 @@ def _parser() -> argparse.ArgumentParser:
     connect.add_argument("to", help="the user's WhatsApp number, digits only")
     connect.add_argument("--sdp", required=True, help="file with the SDP offer ('-': stdin)")
     connect.add_argument("--callback-data", help="biz_opaque_callback_data, echoed in webhooks")
+    place = sub(actions, "place", "call a user and wait for the outcome (serves the webhooks)")
+    place.add_argument("to", help="the user's WhatsApp number or business-scoped user id")
+    place.add_argument("--sdp", required=True, help="file with the SDP offer ('-': stdin)")
+    place.add_argument(
+        "--ringing-timeout", type=_seconds, default=60.0, help="seconds to ring (default 60)"
+    )
+    place.add_argument(
+        "--hold", type=_seconds, help="hang up this many seconds after the answer (default: wait)"
+    )
+    place.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 8080),
+        help="HOST:PORT where this command receives the call's webhooks at /webhook",
+    )
+    place.add_argument(
+        "--webhook-secret", type=_secret, help="the x-360dialog-signature signing secret"
+    )
+    place.add_argument(
+        "--webhook-header", type=_header, help="NAME:VALUE: the custom header set with the URL"
+    )
+    place.add_argument("--callback-data", help="biz_opaque_callback_data, echoed in webhooks")
     for name, help_text in (
         ("pre-accept", "pre-accept an incoming call with an SDP answer"),
         ("accept", "accept an incoming call with an SDP answer"),
@@ -222,8 +283,33 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub(actions, name, help_text).add_argument("call_id", help="the call's wacid.…")
 
-    permissions = sub(commands, "permissions", "may the business call this user?")
-    permissions.add_argument("wa_id", help="the user's WhatsApp number, digits only")
+    permissions = sub(
+        commands, "permissions", "read a user's call permission, ask for it, or decide to call"
+    )
+    permissions.add_argument(
+        "words",
+        nargs="+",
+        metavar="[request|can-call] USER",
+        help="USER alone reads the permission; 'request USER' sends a permission request; "
+        "'can-call USER' says whether to call now (exit 5 if not) and what to do instead",
+    )
+    permissions.add_argument("--body", help="request: the message text")
+    permissions.add_argument(
+        "--template", help="request: send this approved template (outside the 24 h window)"
+    )
+    permissions.add_argument("--language", help="request --template: its language, e.g. en_US")
+    permissions.add_argument(
+        "--param", action="append", default=[], help="request --template: a body parameter"
+    )
+
+    message = sub(commands, "message", "messages that belong to calling (POST /messages)")
+    kinds = message.add_subparsers(dest="message_kind", required=True, parser_class=_Parser)
+    button = sub(kinds, "call-button", "send a button the user presses to call the business")
+    button.add_argument("to", help="the user's WhatsApp number or business-scoped user id")
+    button.add_argument("--body", required=True, help="the message text")
+    button.add_argument("--display-text", required=True, help="the button's label")
+    button.add_argument("--ttl-minutes", type=_minutes, help="how long the button works")
+    button.add_argument("--payload", help="echoed as cta_payload on the call's webhooks")
 
     settings = sub(commands, "settings", "calling settings")
     settings_commands = settings.add_subparsers(dest="settings_command", required=True)
@@ -235,6 +321,11 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--srtp-key-exchange-protocol", choices=("DTLS", "SDES"))
     update.add_argument(
         "--file", help="JSON file with {\"calling\": {...}} or the calling object ('-': stdin)"
+    )
+    update.add_argument(
+        "--sip-disables-calling-api",
+        action="store_true",
+        help="confirm that enabling SIP turns off the calling endpoints and their webhooks",
     )
 
     fake = sub(commands, "fake-server", "run the fake Calling API until Ctrl-C")
@@ -515,7 +606,11 @@ def _settings_update(args: argparse.Namespace) -> SettingsUpdate:
             "change them one at a time"
         )
     ((feature, value),) = flags.items()
-    return SettingsUpdate(feature, value)
+    if feature != "sip" and args.sip_disables_calling_api:
+        raise BadInput("--sip-disables-calling-api goes with a file that enables SIP")
+    return SettingsUpdate(
+        feature, value, disables_calling_api_and_webhooks=args.sip_disables_calling_api
+    )
 
 
 # -- output -------------------------------------------------------------------------------
@@ -555,7 +650,22 @@ def _flatten(value: Any, prefix: str = "") -> list[str]:
     return [f"{prefix[:-1]}: {shown}"]
 
 
+def _human_decision(decision: CallDecision) -> str:
+    if decision.allowed:
+        return "may call now"
+    reason = _outcome_name(decision.reason) if decision.reason is not None else "unknown"
+    text = f"cannot call now: {reason.replace('_', ' ')}"
+    step = _outcome_name(decision.next_step).replace("_", " ")
+    if decision.retry_at is not None:
+        return f"{text}; next: {step} {decision.retry_at.isoformat()}"
+    return f"{text}; next: {step}"
+
+
 def _human(result: Any, args: argparse.Namespace) -> str:
+    if isinstance(result, MessageResponse):
+        return f"{result.message_id}: sent to {result.wa_id or result.input or 'the user'}"
+    if isinstance(result, CallDecision):
+        return _human_decision(result)
     if isinstance(result, ConnectCallResponse):
         return f"{result.call_id}: ringing {args.to}"
     if isinstance(result, CallActionResponse):
@@ -586,9 +696,45 @@ def options_from_args(args: argparse.Namespace) -> ClientOptions:
     return ClientOptions(**changes)
 
 
+_PERMISSION_VERBS = ("request", "can-call")
+
+
+def _permissions_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any]]:
+    words = args.words
+    verb, user = (None, words[0]) if len(words) == 1 else (words[0], words[-1])
+    if len(words) > 2 or (verb is not None and verb not in _PERMISSION_VERBS):
+        raise BadInput(
+            "expected 'permissions USER', 'permissions request USER' or 'permissions can-call USER'"
+        )
+    template_flags = args.template is not None or args.language is not None or args.param
+    if verb != "request" and (args.body is not None or template_flags):
+        raise BadInput("--body, --template, --language and --param go with 'permissions request'")
+    if verb == "can-call":
+        return lambda c: c.can_call(user)
+    if verb is None:
+        return lambda c: c.get_call_permissions(user)
+    if args.template is None:
+        if args.language is not None or args.param:
+            raise BadInput("--language and --param go with --template")
+        return lambda c: c.send_call_permission_request(user, body=args.body)
+    if args.language is None or args.body is not None:
+        raise BadInput("--template needs --language, and takes --param instead of --body")
+    return lambda c: c.send_call_permission_template(
+        user, args.template, args.language, body_parameters=tuple(args.param)
+    )
+
+
 def _api_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any]]:
     if args.command == "permissions":
-        return lambda c: c.get_call_permissions(args.wa_id)
+        return _permissions_call(args)
+    if args.command == "message":
+        return lambda c: c.send_call_button(
+            args.to,
+            args.body,
+            args.display_text,
+            ttl_minutes=args.ttl_minutes,
+            payload=args.payload,
+        )
     if args.command == "settings":
         if args.settings_command == "get":
             return lambda c: c.get_settings()
@@ -612,11 +758,92 @@ def _api_call(args: argparse.Namespace) -> Callable[[AsyncClient], Awaitable[Any
 async def _run_api(args: argparse.Namespace, call: Callable[[AsyncClient], Awaitable[Any]]) -> int:
     async with AsyncClient(options=options_from_args(args)) as client:
         result = await call(client)
+    _print(result, args)
+    if isinstance(result, CallDecision) and not result.allowed:
+        return EXIT_NO
+    return EXIT_OK
+
+
+def _print(result: Any, args: argparse.Namespace) -> None:
     if getattr(args, "json", False):
         print(json.dumps(encode(result), indent=2, sort_keys=True))  # escapes controls itself
     else:
         print("\n".join(_clean(line) for line in _human(result, args).split("\n")))
-    return EXIT_OK
+    sys.stdout.flush()
+
+
+async def _run_place(args: argparse.Namespace, offer: str) -> int:
+    """``call place``: serve the webhooks, send connect, print the outcome as it happens."""
+    from aiohttp import web
+
+    from .webhooks import WebhookReceiver
+
+    if args.webhook_secret is None and args.webhook_header is None:
+        raise BadInput(
+            "call place receives the call's webhooks: give --webhook-secret or --webhook-header "
+            "(as set with your webhook URL)"
+        )
+    receiver = WebhookReceiver(
+        signing_secret=args.webhook_secret, secret_header=args.webhook_header
+    )
+    runner = web.AppRunner(receiver.app("/webhook"), handle_signals=False)
+    await runner.setup()
+    host, port = args.listen
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except (OSError, OverflowError, ValueError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise BadInput(f"cannot listen on {host}:{port}: {reason}") from None
+        async with AsyncClient(options=options_from_args(args)) as client:
+            return await _follow_call(args, receiver, client, offer)
+    finally:
+        await runner.cleanup()
+
+
+async def _follow_call(
+    args: argparse.Namespace, receiver: Any, client: AsyncClient, offer: str
+) -> int:
+    call = await receiver.place_call(
+        client,
+        args.to,
+        offer,
+        ringing_timeout=args.ringing_timeout,
+        biz_opaque_callback_data=args.callback_data,
+    )
+    say = functools.partial(_say, call.call_id, args)
+    say("ringing", to=args.to)
+    try:
+        try:
+            await call.answered()
+        except CallNotAnsweredError as exc:
+            say(_outcome_name(exc.outcome), detail=str(exc))
+            return EXIT_NO
+        say("answered")
+        try:
+            outcome = await asyncio.wait_for(call.ended(), args.hold)
+        except asyncio.TimeoutError:
+            await call.hangup()
+            outcome = await asyncio.wait_for(call.ended(), 30)
+        say("ended", outcome=_outcome_name(outcome))
+        return EXIT_OK
+    except asyncio.CancelledError:
+        # Ctrl-C: the user's phone must not keep ringing (or the call stay up) without us.
+        await asyncio.shield(call.hangup())
+        raise
+
+
+def _outcome_name(outcome: Any) -> str:
+    return str(getattr(outcome, "value", outcome)).lower()
+
+
+def _say(call_id: str, args: argparse.Namespace, state: str, **fields: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"call_id": call_id, "state": state, **fields}, sort_keys=True))
+    else:
+        extra = "".join(f" {value}" for key, value in fields.items() if key != "detail")
+        print(_clean(f"{call_id}: {state}{extra}"))
+    sys.stdout.flush()
 
 
 async def _run_fake_server(args: argparse.Namespace) -> int:
@@ -673,6 +900,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = _run_fake_server(args)
         elif args.command == "demo":
             run = _run_demo(args)
+        elif args.command == "call" and args.action == "place":
+            run = _run_place(args, _read_sdp(args.sdp))
         else:
             # Files are read and flags checked before any connection, and outside the loop:
             # inside it, Ctrl-C only cancels the task, and a read from stdin would go on.

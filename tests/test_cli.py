@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from d360calling._cli import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_NETWORK_ERROR,
+    EXIT_NO,
     EXIT_OK,
     main,
 )
-from d360calling.testing import FakeCallingAPI, sample_answer, sample_offer
+from d360calling.testing import FakeCallingAPI, MessageKind, sample_answer, sample_offer
 
-from .helpers import API_KEY, USER, closed_port
+from .helpers import API_KEY, USER, closed_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -248,3 +250,138 @@ def test_ctrl_c_exits_130_and_the_fake_server_stops_cleanly(api: FakeCallingAPI)
         for process in (slow, server):
             process.kill()
             process.communicate()
+
+
+# -- the calling workflow ---------------------------------------------------------------------
+
+
+def test_permissions_can_call_says_what_to_do_and_exits_5_for_no(
+    env: FakeCallingAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["permissions", "can-call", USER]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == "may call now"
+    assert main(["permissions", "can-call", "4915100000001"]) == EXIT_NO
+    out = capsys.readouterr().out.strip()
+    assert out == "cannot call now: no permission; next: send permission request"
+    assert main(["--json", "permissions", "can-call", "4915100000001"]) == EXIT_NO
+    decision = json.loads(capsys.readouterr().out)
+    assert (decision["allowed"], decision["reason"]) == (False, "no_permission")
+
+
+def test_permissions_request_sends_the_message_and_the_reply_grants(
+    env: FakeCallingAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = "4915100000002"
+    env.user_sends_message(user, "hi")  # opens the 24 h window for a free-form request
+    code = main(["permissions", "request", user, "--body", "May we call you about order 7?"])
+    assert code == EXIT_OK
+    message_id = capsys.readouterr().out.split(":")[0]
+    (sent,) = [m for m in env.messages.values() if m.kind == MessageKind.CALL_PERMISSION_REQUEST]
+    assert sent.id == message_id
+    assert env.user_replies_to_permission_request(user, accept=True) == message_id
+    assert main(["permissions", "can-call", user]) == EXIT_OK
+
+
+def test_permissions_request_by_template_and_bad_combinations(
+    env: FakeCallingAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = "4915100000003"
+    argv = ["permissions", "request", user, "--template", "call_ok", "--language", "en_US"]
+    assert main([*argv, "--param", "Ada"]) == EXIT_OK
+    (sent,) = env.messages.values()
+    assert sent.kind == MessageKind.TEMPLATE
+    for bad in (
+        ["permissions", "request", user, "--template", "call_ok"],  # no language
+        ["permissions", "request", user, "--language", "en_US"],  # no template
+        ["permissions", user, "--body", "hi"],  # a read takes no body
+        ["permissions", "ask", user],
+        ["permissions", "request", "not-a-user"],
+    ):
+        capsys.readouterr()
+        assert main(bad) == EXIT_BAD_INPUT, bad
+        assert "Traceback" not in capsys.readouterr().err
+    assert len(env.messages) == 1  # nothing more was sent
+
+
+def test_message_call_button_carries_its_payload_to_the_call(
+    env: FakeCallingAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = "4915100000004"
+    env.user_sends_message(user, "hi")
+    argv = ["message", "call-button", user, "--body", "Talk to us", "--display-text", "Call"]
+    assert main([*argv, "--ttl-minutes", "60", "--payload", "campaign-7"]) == EXIT_OK
+    message_id = capsys.readouterr().out.split(":")[0]
+    call = env.user_presses_call_button(message_id)
+    assert call.cta_payload == "campaign-7"
+    assert main([*argv, "--ttl-minutes", "0"]) == EXIT_BAD_INPUT
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--ttl-minutes", "soon"])
+    assert info.value.code == EXIT_BAD_INPUT
+
+
+SECRET = "cli-webhook-secret"
+
+
+def place(argv: list[str], result: list[int]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    thread.start()
+    return thread
+
+
+def first_call(fake: FakeCallingAPI, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not fake.calls:
+        assert time.monotonic() < deadline, "call place sent no connect"
+        time.sleep(0.01)
+    return next(iter(fake.calls))
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_call_place_prints_the_real_outcome(
+    answer: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = closed_port()
+    with FakeCallingAPI(
+        api_key=API_KEY,
+        webhook_url=f"http://127.0.0.1:{port}/webhook",
+        webhook_signing_secret=SECRET,
+    ) as fake:
+        fake.grant_permission(USER, notify=False)
+        monkeypatch.setenv("D360_API_KEY", API_KEY)
+        monkeypatch.setenv("D360_BASE_URL", fake.url)
+        argv = ["call", "place", USER, "--sdp", sdp_file(tmp_path, sample_offer())]
+        argv += ["--listen", f"127.0.0.1:{port}", "--webhook-secret", SECRET, "--hold", "30"]
+        result: list[int] = []
+        thread = place(argv, result)
+        call_id = first_call(fake)
+        seen: list[str] = []
+
+        def printed(text: str) -> bool:
+            seen.append(capsys.readouterr().out)
+            return text in "".join(seen)
+
+        if answer:
+            fake.user_answers(call_id)
+            assert wait_until(lambda: printed(f"{call_id}: answered"), 10)
+            fake.user_hangs_up(call_id)
+        else:
+            fake.user_declines(call_id)
+        thread.join(30)
+        assert not thread.is_alive()
+    out = "".join(seen) + capsys.readouterr().out
+    assert result == [EXIT_OK if answer else EXIT_NO], out
+    assert f"{call_id}: ringing {USER}" in out
+    assert f"{call_id}: {'ended completed' if answer else 'declined'}" in out
+    assert SECRET not in out
+
+
+def test_call_place_needs_a_way_to_authenticate_its_webhooks(
+    env: FakeCallingAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["call", "place", USER, "--sdp", sdp_file(tmp_path, sample_offer())]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "--webhook-secret or --webhook-header" in capsys.readouterr().err
+    assert not env.calls  # nothing was sent

@@ -10,6 +10,8 @@ import re
 import socket
 import subprocess
 import sysconfig
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from d360calling.testing import FakeCallingAPI, Fault, sample_offer, serve
+from d360calling.webhooks import BackgroundReceiver, WebhookReceiver
 
 from .helpers import API_KEY
 
@@ -43,10 +46,12 @@ def test_every_python_example_is_run_here() -> None:
         "permissions = await",
         "fake.client()",
         "settings = client",
-        "WebhookReceiver(",
+        "def make_app(",
         "test_my_bot",
-        "except",
+        "except NoCallPermissionError",
         "with_options(",
+        "async def call_customer(",
+        "def call_customer_sync(",
     ]
     assert sorted(BLOCKS) == sorted(block(m) for m in markers)
 
@@ -88,10 +93,10 @@ def test_errors_example(
     api: FakeCallingAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api.revoke_permission("4915112345678", notify=False)  # the fake answers 138006 by itself
-    run_block("except", api, monkeypatch)
+    run_block("except NoCallPermissionError", api, monkeypatch)
     assert capsys.readouterr().out.strip() == "ask the user for call permission first"
     api.inject(Fault.rate_limited(retry_after=120), action="connect")
-    run_block("except", api, monkeypatch)
+    run_block("except NoCallPermissionError", api, monkeypatch)
     assert capsys.readouterr().out.strip() == "throttled; retry after 120.0"
 
 
@@ -100,8 +105,8 @@ async def test_the_bot_answers_an_inbound_call_and_refuses_forged_webhooks(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     namespace: dict[str, Any] = {"__name__": "readme"}
-    exec(compile(block("WebhookReceiver("), "README.md bot", "exec"), namespace)
-    assert len(block("WebhookReceiver(").strip().splitlines()) < 40
+    exec(compile(block("def make_app("), "README.md bot", "exec"), namespace)
+    assert len(block("def make_app(").strip().splitlines()) < 40
     headers = {"X-Webhook-Secret": "change-me"}
     async with FakeCallingAPI(webhook_headers=headers) as fake, fake.async_client() as client:
         app = namespace["make_app"](client)
@@ -188,3 +193,81 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert command is not None
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert command.group(1).strip() in ci_lines
+
+
+# -- the business-initiated flow --------------------------------------------------------------
+
+FLOW_SECRET = "readme-flow-secret"
+
+
+def user_side(fake: FakeCallingAPI, user: str, *, answer: bool) -> threading.Thread:
+    """The WhatsApp user: grants the permission request when it arrives, then answers (or
+    declines) the call; bounded, so a broken flow fails instead of hanging."""
+
+    def act() -> None:
+        deadline = time.monotonic() + 20
+        while not any(m.user == user for m in fake.messages.values()):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        fake.user_replies_to_permission_request(user, accept=True)
+        while not fake.calls:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        call_id = next(iter(fake.calls))
+        if answer:
+            fake.user_answers(call_id)
+        else:
+            fake.user_declines(call_id)
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("answer", [True, False])
+@pytest.mark.asyncio
+async def test_the_business_initiated_flow_async(answer: bool) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(block("async def call_customer("), "README.md flow", "exec"), namespace)
+    user = "4915100000009"
+    with FakeCallingAPI(api_key=API_KEY, webhook_signing_secret=FLOW_SECRET) as fake:
+        receiver = WebhookReceiver(signing_secret=FLOW_SECRET)
+        runner, port = await serve(receiver.app())
+        try:
+            fake.webhook_url = f"http://127.0.0.1:{port}/webhook"
+            fake.user_sends_message(user, "hi")  # the 24 h window is open
+            thread = user_side(fake, user, answer=answer)
+            async with fake.async_client() as client:
+                result = await asyncio.wait_for(
+                    namespace["call_customer"](client, receiver, user), 30
+                )
+            await asyncio.to_thread(thread.join, 10)
+        finally:
+            await runner.cleanup()
+        (call,) = fake.calls.values()
+    if answer:
+        assert result.startswith("answered, then ")
+        assert call.end_reason == "terminated"  # the example hung up through the API
+    else:
+        assert result.startswith("not answered: ")
+        assert "DECLINED" in result.upper()
+        assert "terminate" not in call.actions  # nothing to hang up
+
+
+def test_the_business_initiated_flow_sync() -> None:
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(block("def call_customer_sync("), "README.md sync flow", "exec"), namespace)
+    user = "4915100000010"
+    with FakeCallingAPI(api_key=API_KEY, webhook_signing_secret=FLOW_SECRET) as fake:
+        receiver = WebhookReceiver(signing_secret=FLOW_SECRET)
+        with BackgroundReceiver(receiver) as hooks, fake.client() as client:
+            fake.webhook_url = hooks.url
+            fake.user_sends_message(user, "hi")
+            thread = user_side(fake, user, answer=True)
+            result = namespace["call_customer_sync"](client, hooks, user)
+            thread.join(10)
+        (call,) = fake.calls.values()
+    assert result.startswith("answered, then ")
+    assert call.end_reason == "terminated"
