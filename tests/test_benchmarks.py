@@ -110,3 +110,19 @@ def test_the_ab_command_compares_against_a_revision_and_cleans_up() -> None:
         ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
     ).stdout
     assert "d360-ab-" not in worktrees
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_hardening_measurement_stays_within_its_bounds() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hardening", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "tasks" in line]
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert len([line for line in done.stdout.splitlines() if line.endswith("| yes |")]) == 3
+    assert "503" in rows[-1]  # the flood was refused by the event cap, not by accident
