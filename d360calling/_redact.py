@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ("REDACTED", "Secret", "redact_addresses", "redact_sdp", "redact_sdp_credentials")
+__all__ = (
+    "REDACTED",
+    "Secret",
+    "SecretBytes",
+    "SecretURL",
+    "hide_userinfo",
+    "redact_addresses",
+    "redact_sdp",
+    "redact_sdp_credentials",
+)
 
 REDACTED = "<redacted>"
 
@@ -20,6 +29,34 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return REDACTED
+
+
+class SecretBytes(bytes):
+    """:class:`Secret` for a secret given as bytes (a webhook signing secret)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return REDACTED
+
+
+# The userinfo of a URL: from after "scheme://" to the last "@" of the authority (which ends
+# at the first "/", "?" or "#"). A regex rather than a URL parser, so it never raises.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def hide_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` (or ``token@``) replaced by ``<redacted>@``."""
+    return _USERINFO.sub(lambda match: f"{match.group(1)}{REDACTED}@", url, count=1)
+
+
+class SecretURL(str):
+    """A URL ``str`` (a proxy's) whose ``repr`` hides its credentials; otherwise the URL."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__repr__(hide_userinfo(self))  # str's own repr: never this one again
 
 
 # IPv4 dotted quads and IPv6 addresses (at least two colon-separated hex groups and a "::" or

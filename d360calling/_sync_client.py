@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._async_client import AsyncClient
-from ._options import ClientOptions
+from ._options import ClientOptions, hide_secrets
 from ._portal import ABANDONED_AFTER_FORK, PORTAL
 from .errors import ClientClosedError
 
@@ -57,6 +57,7 @@ class Client:
         options: ClientOptions | None = None,
         **changes: Unpack[ClientOptionChanges],
     ):
+        hide_secrets(changes)  # this frame's locals show in a traceback if the next line fails
         # Built here so bad options fail in the caller's thread; it opens nothing yet.
         self._async = AsyncClient(options=options, **changes)
         self._parent: Client | None = None
@@ -70,6 +71,7 @@ class Client:
         """A client with ``changes`` to this one's settings, on this client's connection pool
         (see :meth:`AsyncClient.with_options`). Closing it does nothing; closing this client
         closes the pool for both."""
+        hide_secrets(changes)  # first: this frame's locals show if with_options() fails
         derived = object.__new__(Client)
         derived._async = self._async.with_options(**changes)
         derived._parent = self._parent or self
@@ -83,8 +85,13 @@ class Client:
         return self._async.options
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<Client base_url={self._async.base_url!r} {state}>"
+        # Also for a Client whose __init__ or with_options() failed: a traceback captured
+        # with its locals calls repr() on it.
+        inner = getattr(self, "_async", None)
+        if inner is None:
+            return "<Client (not constructed)>"
+        state = "closed" if getattr(self, "_closed", False) else "open"
+        return f"<Client base_url={inner.base_url!r} {state}>"
 
     @property
     def base_url(self) -> str:

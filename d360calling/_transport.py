@@ -21,6 +21,7 @@ the cap is on what is kept in memory whatever the body's encoded size.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import sys
 import zlib
@@ -117,7 +118,16 @@ class AsyncTransport:
         self._max_response_bytes = max_response_bytes
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._urls: dict[str, yarl.URL] = {}
-        self._proxy = None if proxy is None else yarl.URL(proxy)
+        # Credentials in the proxy URL travel as a Proxy-Authorization header we build, never
+        # in the URL aiohttp gets: its errors show that URL (so a 407 would show them).
+        self._proxy, proxy_auth, self._secrets = _proxy_parts(proxy)
+        self._proxy_headers: dict[str, str] | None = None
+        self._forward_headers: dict[str, str] | None = None
+        if proxy_auth is not None:
+            if self._origin.scheme == "https":
+                self._proxy_headers = {"Proxy-Authorization": proxy_auth}  # on the CONNECT
+            else:  # a plain-http proxy reads the request itself: the header goes with it
+                self._forward_headers = {"Proxy-Authorization": proxy_auth}
         # The environment's proxies only for https: over plain http (loopback) a proxy from
         # the environment would read the key.
         self._trust_env = trust_env and self._origin.scheme == "https"
@@ -189,6 +199,8 @@ class AsyncTransport:
         The wait for a free connection is bounded by ``connect_timeout`` and, if given, by
         ``pool_timeout``; ``timeout`` bounds the attempt itself, from when it has one."""
         session = self._session_for_running_loop()
+        if self._forward_headers is not None:
+            headers = {**headers, **self._forward_headers}
         client_timeout = self._timeout(timeout)
         url = self._urls.get(path)
         if url is None:
@@ -214,20 +226,20 @@ class AsyncTransport:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             cls = APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
             failure = cls(
-                f"could not connect to {self._origin}: {_describe(exc, headers)}",
+                f"could not connect to {self._origin}: {self._describe(exc, headers)}",
                 method=method,
                 path=path,
                 request_may_have_been_sent=False,
-                cause=_cause(exc, headers),
+                cause=self._cause(exc, headers),
             )
         except aiohttp.ClientHttpProxyError as exc:
             # The proxy refused the CONNECT tunnel: nothing reached the API.
             failure = APIConnectionError(
-                f"the proxy refused a tunnel to {self._origin}: {_describe(exc, headers)}",
+                f"the proxy refused a tunnel to {self._origin}: {self._describe(exc, headers)}",
                 method=method,
                 path=path,
                 request_may_have_been_sent=False,
-                cause=_cause(exc, headers),
+                cause=self._cause(exc, headers),
             )
         except asyncio.TimeoutError as exc:
             failure = APITimeoutError(
@@ -235,10 +247,10 @@ class AsyncTransport:
                 method=method,
                 path=path,
                 request_may_have_been_sent=True,
-                cause=_cause(exc, headers),
+                cause=self._cause(exc, headers),
             )
         except (aiohttp.ClientError, OSError) as exc:
-            cause = _cause(exc, headers)
+            cause = self._cause(exc, headers)
             failure = APIConnectionError(
                 f"connection failed: {cause}",
                 method=method,
@@ -246,11 +258,19 @@ class AsyncTransport:
                 request_may_have_been_sent=True,
                 cause=cause,
             )
-        except RuntimeError:
-            # aiohttp's "Session is closed", when it was closed under a request in flight.
-            if not session.closed:
-                raise
-            failure = self._closed_error(method, path, sent=True)
+        except RuntimeError as exc:
+            if session.closed or self._closed:
+                # aiohttp's "Session is closed", when it was closed under a request in flight.
+                failure = self._closed_error(method, path, sent=True)
+            else:  # e.g. "Event loop is closed": still a typed error, never a bare one
+                cause = self._cause(exc, headers)
+                failure = APIConnectionError(
+                    f"the request failed: {cause}",
+                    method=method,
+                    path=path,
+                    request_may_have_been_sent=True,
+                    cause=cause,
+                )
         finally:
             if slots is not None:
                 slots.release()
@@ -284,6 +304,7 @@ class AsyncTransport:
                 raise_for_status=False,
                 auto_decompress=False,
                 proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 next_url = (
                     self._redirect_target(resp, method) if resp.status in _REDIRECTS else None
@@ -407,6 +428,21 @@ class AsyncTransport:
             path=path,
         )
 
+    def _describe(self, exc: BaseException, headers: Mapping[str, str]) -> str:
+        """The text of ``exc``, bounded, with any secret header value and the proxy's
+        credentials in it redacted."""
+        text = str(exc)
+        for value in headers.values():
+            if isinstance(value, Secret) and value:
+                text = text.replace(value, REDACTED)
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text if len(text) <= _CAUSE_MAX else text[: _CAUSE_MAX - 1] + "…"
+
+    def _cause(self, exc: BaseException, headers: Mapping[str, str]) -> str:
+        text = self._describe(exc, headers)
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
     async def aclose(self) -> None:
         """Close the session if we made it; an injected one is left to its owner. Calls
         waiting for a pooled connection then get ClientClosedError, as do calls in flight."""
@@ -470,18 +506,29 @@ class _Inflater:
         return out
 
 
-def _describe(exc: BaseException, headers: Mapping[str, str]) -> str:
-    """The text of ``exc``, bounded, with any secret header value in it redacted."""
-    text = str(exc)
-    for value in headers.values():
-        if isinstance(value, Secret) and value:
-            text = text.replace(value, REDACTED)
-    return text if len(text) <= _CAUSE_MAX else text[: _CAUSE_MAX - 1] + "…"
+# Credentials shorter than this are not replaced wherever they occur in an error's text (a
+# one-letter user would blank every such letter); whole as "user:password" they still are.
+_MIN_SCRUBBED = 4
 
 
-def _cause(exc: BaseException, headers: Mapping[str, str]) -> str:
-    text = _describe(exc, headers)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _proxy_parts(proxy: str | None) -> tuple[yarl.URL | None, Secret | None, tuple[str, ...]]:
+    """The proxy URL without its credentials, the ``Proxy-Authorization`` value they make
+    (Basic, as aiohttp would send them), and what of them an error's text must not show,
+    longest first."""
+    if proxy is None:
+        return None, None, ()
+    url = yarl.URL(proxy)
+    if url.raw_user is None and url.raw_password is None:
+        return url, None, ()
+    user, password = url.user or "", url.password or ""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    pieces = {f"{url.raw_user or ''}:{url.raw_password or ''}", f"{user}:{password}", token}
+    # The password alone; the user alone only when there is no password (then it is the
+    # credential, a token): a plain user name is not secret, and may be a common word.
+    alone = (password, url.raw_password or "") if password else (user, url.raw_user or "")
+    pieces.update(piece for piece in alone if len(piece) >= _MIN_SCRUBBED)
+    secrets = tuple(sorted(pieces - {":"}, key=len, reverse=True))
+    return url.with_user(None).with_password(None), Secret(f"Basic {token}"), secrets
 
 
 if sys.version_info >= (3, 11):

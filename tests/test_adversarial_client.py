@@ -13,6 +13,7 @@ option takes NaN, infinity, a bool or an int too large for a float.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import logging
@@ -23,8 +24,9 @@ import traceback
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
+import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
@@ -831,12 +833,169 @@ def test_a_bad_proxy_is_refused(base_url: str, proxy: Any, match: str) -> None:
         ClientOptions(api_key=KEY, base_url=base_url, proxy=proxy)
 
 
-def test_proxy_credentials_are_not_in_the_repr() -> None:
-    options = ClientOptions(api_key=KEY, proxy="http://user:hunter2@127.0.0.1:3128")
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "http://user:hunter2@127.0.0.1:3128",
+        "http://hunter2@127.0.0.1:3128",  # a token as the user, no password
+        "http://hunter2:@127.0.0.1:3128",
+        "http://user:hunter2@127.0.0.1:3128/",
+    ],
+)
+def test_proxy_credentials_are_not_in_the_repr(proxy: str) -> None:
+    options = ClientOptions(api_key=KEY, proxy=proxy)
     assert "hunter2" not in repr(options)
+    assert "hunter2" not in repr(options.proxy)
     assert "127.0.0.1:3128" in repr(options)
+    assert options.proxy == proxy  # the URL itself is as given
     with pytest.raises(InvalidRequestError, match="pool"):
         AsyncClient(options=options).with_options(proxy=None)
+
+
+PROXY_SECRET = "proxy-pw-3b8e61d2f0"  # distinctive: found only if it leaks
+
+
+class RefusingProxy(RawServer):
+    """A proxy that answers every request 407 (wrong credentials), recording its heads."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            lambda head: http_answer(
+                b"407 Proxy Authentication Required",
+                [b"Proxy-Authenticate: Basic realm=x", b"Content-Length: 0"],
+            )
+        )
+
+
+def _rendered(error: BaseException, *, below_the_test: bool = False) -> str:
+    """The traceback with every frame's locals, as error reporters capture it; without the
+    test's own frame if asked (whose locals are the test's, not the library's)."""
+    tb = error.__traceback__
+    if below_the_test and tb is not None:
+        tb = tb.tb_next
+    return "".join(
+        traceback.TracebackException(type(error), error, tb, capture_locals=True).format()
+    )
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "credentials"),
+    [
+        ("user:{}", "user:{}"),
+        ("{}", "{}:"),  # a token as the user
+        ("{}:", "{}:"),
+        ("us%40er:{}%21", "us@er:{}!"),  # percent-encoded: sent decoded, shown in neither form
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_proxy_that_refuses_the_credentials_never_sees_them_in_the_error(
+    no_proxy_env: pytest.MonkeyPatch, userinfo: str, credentials: str
+) -> None:
+    port = closed_port()
+    async with RefusingProxy() as proxy:
+        # Built in the call: no local of this test holds the password.
+        client = client_for(
+            f"https://127.0.0.1:{port}",
+            proxy=proxy.url.replace("://", f"://{userinfo.format(PROXY_SECRET)}@"),
+        )
+        with pytest.raises(APIConnectionError, match="proxy refused") as info:
+            await client.get_settings()
+        await client.aclose()
+    (head,) = proxy.heads
+    assert head.startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode())
+    token = base64.b64encode(credentials.format(PROXY_SECRET).encode())
+    assert b"Proxy-Authorization: Basic " + token in head  # the credentials still went
+    error = info.value
+    assert error.request_may_have_been_sent is False
+    rendered = _rendered(error, below_the_test=True)
+    assert "<redacted>" in rendered  # the locals were rendered, the secrets hidden in them
+    for shown in (f"{error} {error!r}", rendered, str(_find_key(error))):
+        assert PROXY_SECRET not in shown
+        assert token.decode() not in shown
+    assert PROXY_SECRET.encode() not in pickle.dumps(error)
+    _assert_key_unreachable(error)
+
+
+@pytest.mark.asyncio
+async def test_a_plain_http_proxy_gets_its_credentials_with_the_request(
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"calling": {"status": "ENABLED"}})
+
+    async with http_server(answer) as url, Proxy() as proxy:
+        credentialed = proxy.url.replace("://", f"://user:{PROXY_SECRET}@")
+        async with client_for(url, proxy=credentialed) as client:
+            assert (await client.get_settings()).calling is not None
+    (head,) = proxy.heads
+    assert head.startswith(f"GET {url}/calling/settings HTTP/1.1".encode())
+    token = base64.b64encode(f"user:{PROXY_SECRET}".encode())
+    assert b"Proxy-Authorization: Basic " + token in head
+    assert PROXY_SECRET.encode() not in head.split(b"\r\n", 1)[0]  # not in the URL
+
+
+class _LoopClosedConnector(aiohttp.TCPConnector):
+    """What a request meets when the loop under it is being torn down."""
+
+    async def connect(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("Event loop is closed")
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_runtime_error_is_a_typed_error() -> None:
+    async with aiohttp.ClientSession(connector=_LoopClosedConnector()) as session:
+        client = client_for(f"http://127.0.0.1:{closed_port()}", session=session)
+        with pytest.raises(APIConnectionError, match="Event loop is closed") as info:
+            await client.get_settings()
+        await client.aclose()
+    assert type(info.value) is APIConnectionError
+    assert info.value.request_may_have_been_sent is True  # nothing says it was not
+    _assert_key_unreachable(info.value)
+
+
+# Each builds with_options' arguments from the key in the call, so no local of the test
+# holds it (a traceback with locals would show the test's own frame too).
+BAD_CHANGES: list[Callable[[str], dict[str, Any]]] = [
+    lambda key: {"api_key": key, "timeout": -1},
+    lambda key: {"api_key": key + "\n"},
+    lambda key: {"api_key": key, "proxy": "http://127.0.0.1:1"},  # a pool option
+    lambda key: {"api_key": key, "no_such_option": 1},
+]
+
+
+@pytest.mark.parametrize("make", BAD_CHANGES)
+@pytest.mark.asyncio
+async def test_with_options_that_fails_shows_no_key_in_its_traceback(
+    make: Callable[[str], dict[str, Any]],
+) -> None:
+    async with client_for(f"http://127.0.0.1:{closed_port()}") as client:
+        with pytest.raises(InvalidRequestError) as info:
+            client.with_options(**make(KEY))
+    assert "<redacted>" in _rendered(info.value)
+    _assert_key_unreachable(info.value)
+
+
+@pytest.mark.parametrize("bad", ["\n", " ", "\u00e9"])
+def test_a_bad_key_from_the_environment_shows_in_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("D360_API_KEY", KEY + bad)
+    with pytest.raises(InvalidRequestError, match="api_key") as info:
+        AsyncClient()
+    assert "<redacted>" in _rendered(info.value)
+    _assert_key_unreachable(info.value)
+
+
+def test_a_failing_options_constructor_shows_no_key_or_proxy_password() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        ClientOptions(
+            api_key=KEY + " ", proxy=f"http://user:{PROXY_SECRET}@127.0.0.1:3128", timeout=1
+        )
+    assert PROXY_SECRET not in _rendered(info.value)
+    _assert_key_unreachable(info.value)
+    with pytest.raises(InvalidRequestError) as evolved:
+        ClientOptions(api_key=KEY).evolve(proxy=f"http://{PROXY_SECRET}@127.0.0.1:1", timeout=-1)
+    assert PROXY_SECRET not in _rendered(evolved.value)
 
 
 def _unverified(mode: str) -> ssl.SSLContext:

@@ -7,17 +7,22 @@ whose bound is what a test checks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import json
 import logging
 import time
+import traceback
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -805,3 +810,368 @@ def test_an_event_with_a_contact_of_each_user_finds_its_own() -> None:
     assert isinstance(event, CallConnectEvent)
     assert event.contact is not None
     assert event.contact.name == "Alice"
+
+
+# -- the hardening's review: encodings, disconnects, the read budget, close mid-body, secrets --
+
+RECEIVER_SECRET = "whsec-review-4e1f0b9a7c"  # distinctive: found only if it leaks
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Records at ERROR or above from any logger (aiohttp.server's tracebacks included)."""
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded, in small steps) for the server side to get to ``condition``."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        (b"gzip", b"not gzip at all!!"),
+        (b"deflate", b"\x00\x01garbage"),
+        (b"gzip", gzip.compress(connects(1))),  # a valid one is refused too, unread
+        (b"x-gzip, identity", gzip.compress(connects(1))),
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_compressed_body_is_a_415_unread_and_no_traceback_is_logged(
+    served: Any, caplog: pytest.LogCaptureFixture, encoding: bytes, body: bytes
+) -> None:
+    recorder = Recorder()
+    receiver = recorder.receiver(secret_header=("X-Secret", "shh"))
+    _, port = await served(receiver)
+    with caplog.at_level(logging.WARNING):
+        status = await raw_status(
+            port, http(body, b"X-Secret: shh", b"Content-Encoding: " + encoding)
+        )
+        await asyncio.sleep(0.05)  # aiohttp's handling after the response (where it logged)
+    assert status == 415
+    assert (receiver.stats["unsupported_encoding"], receiver.stats["refused"]) == (1, 1)
+    assert errors_logged(caplog) == []
+    assert recorder.events == []
+
+
+@pytest.mark.asyncio
+async def test_a_compressed_body_without_the_secret_is_a_401_and_no_traceback_is_logged(
+    served: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Recorder().receiver(secret_header=("X-Secret", "shh"))
+    _, port = await served(receiver)
+    with caplog.at_level(logging.WARNING):
+        status = await raw_status(port, http(b"garbage!", b"Content-Encoding: gzip"))
+        await asyncio.sleep(0.05)
+    assert status == 401
+    assert errors_logged(caplog) == []
+
+
+@pytest.mark.asyncio
+async def test_content_encoding_identity_is_accepted(served: Any) -> None:
+    recorder = Recorder()
+    receiver = recorder.receiver()
+    url, _ = await served(receiver)
+    assert (await post(url, inbound_connect(), {"Content-Encoding": "identity"}))[0] == 200
+    await receiver.drain()
+    assert [type(e) for e in recorder.events] == [CallConnectEvent]
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_disconnects_mid_body_is_counted_and_no_traceback_is_logged(
+    served: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Recorder().receiver()
+    _, port = await served(receiver)
+    with caplog.at_level(logging.WARNING):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(http(b'{"object":', length=1_000))
+        await writer.drain()
+        await until(lambda: receiver.stats["received"] == 1, "the handler started")
+        writer.transport.abort()
+        await until(lambda: receiver.stats["disconnected"] == 1, "the disconnect was counted")
+        await asyncio.sleep(0.05)
+    assert receiver.stats["refused"] == 1
+    assert errors_logged(caplog) == []
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert warnings[-1:] == [
+        "webhook request dropped: the client disconnected before its body arrived (from 127.0.0.1)"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_body_aiohttp_cannot_read_is_a_400() -> None:
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    receiver = Recorder().receiver(secret_header=("X-Secret", "shh"))
+    protocol = mock.Mock(_reading_paused=False)
+    payload = StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
+    payload.feed_data(b'{"object":')
+    payload.set_exception(web.RequestPayloadError("Not enough data to satisfy content length"))
+    request = make_mocked_request(
+        "POST",
+        "/webhook",
+        headers={"X-Secret": "shh", "Content-Length": "100"},
+        payload=payload,
+    )
+    response = await receiver.handle(request)
+    assert response.status == 400
+    assert receiver.stats["invalid"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_delivery_still_arriving_when_close_runs_is_refused_and_runs_nothing(
+    served: Any,
+) -> None:
+    recorder = Recorder()
+    receiver = recorder.receiver()
+    _, port = await served(receiver)
+    body = inbound_connect()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(http(body[:10], length=len(body)))
+        await writer.drain()
+        await until(lambda: receiver.stats["received"] == 1, "the handler started reading")
+        await receiver.close(timeout=1)
+        writer.write(body[10:])
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert int(line.split()[1]) == 503
+    await asyncio.sleep(0.05)
+    assert (recorder.events, receiver.pending) == ([], 0)  # nothing runs after close()
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_shared_secret_is_refused_before_the_body_is_read(served: Any) -> None:
+    receiver = Recorder().receiver(secret_header=("X-Secret", "shh"), body_timeout=30)
+    _, port = await served(receiver)
+    # A promised body that never comes: a 401 at once, not a 408 after body_timeout.
+    started = time.monotonic()
+    assert await raw_status(port, http(b"", b"X-Secret: wrong", length=1_000), wait=5) == 401
+    assert time.monotonic() - started < 5
+    assert receiver.stats["unauthenticated"] == 1
+
+
+def test_the_shared_secret_header_can_be_checked_from_the_headers_alone() -> None:
+    auth = WebhookAuth(signing_secret=SECRET, header_name="X-Secret", header_value="shh")
+    assert auth.check_header({"X-Secret": "shh"})
+    assert not auth.check_header({"X-Secret": "shh!"})
+    assert not auth.check_header({})
+    assert WebhookAuth(signing_secret=SECRET).check_header({})  # nothing to check there
+    assert not auth.check({"X-Secret": "shh"}, b"{}")  # the signature is still required
+
+
+@pytest.mark.asyncio
+async def test_bodies_being_read_at_once_are_bounded_by_max_reading_bytes(served: Any) -> None:
+    recorder = Recorder()
+    body = connects(1, "wacid.R").ljust(1_000)  # JSON with trailing spaces: 1,000 bytes
+    receiver = recorder.receiver(max_body_bytes=1_000, max_reading_bytes=2_500)
+    url, port = await served(receiver)
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for _ in range(2):  # two bodies of 1,000 declared bytes, arriving slowly
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(http(body[:10], length=len(body)))
+            await writer.drain()
+            held.append((reader, writer))
+        await until(lambda: receiver.stats["received"] == 2, "both are being read")
+        # A third body of 1,000 would exceed 2,500: refused unread, with a Retry-After.
+        status, headers, _ = await post(url, connects(1, "wacid.T").ljust(1_000))
+        assert (status, headers["Retry-After"]) == (503, str(RETRY_AFTER))
+        assert receiver.stats["overloaded"] == 1
+
+        # A chunked body counts as max_body_bytes: refused as well.
+        async def chunks() -> AsyncIterator[bytes]:
+            yield connects(1, "wacid.U")
+
+        async with aiohttp.ClientSession() as session, session.post(url, data=chunks()) as r:
+            assert r.status == 503
+        reader, writer = held.pop()
+        writer.write(body[10:])
+        await writer.drain()
+        assert int((await asyncio.wait_for(reader.readline(), 5)).split()[1]) == 200
+        writer.close()
+        # Its read over, its share is given back.
+        assert (await post(url, connects(1, "wacid.V")))[0] == 200
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"max_reading_bytes": 0},
+        {"max_reading_bytes": True},
+        {"max_reading_bytes": 1.5},
+        {"max_body_bytes": 2_000, "max_reading_bytes": 1_000},
+    ],
+)
+def test_a_reading_budget_that_cannot_work_is_refused(option: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequestError, match="max_reading_bytes"):
+        WebhookReceiver(insecure_no_auth=True, **option)
+
+
+def _receiver_locals_rendered(error: BaseException) -> str:
+    return "".join(
+        traceback.TracebackException(
+            type(error), error, error.__traceback__, capture_locals=True
+        ).format()
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda secret: {"signing_secret": secret, "max_age": -1},
+        lambda secret: {"signing_secret": secret.encode(), "max_age": -1},
+        lambda secret: {"secret_header": ("X-S", secret), "body_timeout": 0},
+        lambda secret: {"secret_header": ("bad name", secret)},
+        lambda secret: {"secret_header": ("X-S", secret, "extra")},
+        lambda secret: {"signing_secret": secret, "insecure_no_auth": True},
+    ],
+)
+def test_a_failing_constructor_shows_no_webhook_secret_in_its_traceback(
+    make: Callable[[str], dict[str, Any]],
+) -> None:
+    # `make` builds the arguments in the call, so no local of this test holds the secret.
+    with pytest.raises(InvalidRequestError) as info:
+        WebhookReceiver(**make(RECEIVER_SECRET))
+    rendered = _receiver_locals_rendered(info.value)
+    assert "<redacted>" in rendered  # the locals were rendered, the secret hidden in them
+    assert RECEIVER_SECRET not in rendered
+    assert RECEIVER_SECRET not in f"{info.value} {info.value!r}"
+
+
+def test_the_receivers_secrets_still_authenticate_as_given() -> None:
+    body = b"{}"
+    for secret in (RECEIVER_SECRET, RECEIVER_SECRET.encode()):
+        receiver = WebhookReceiver(signing_secret=secret, secret_header=("X-S", "shh"))
+        assert RECEIVER_SECRET not in repr(attrs.asdict(receiver.auth))
+        good = {SIGNATURE_HEADER: signature(RECEIVER_SECRET, body), "X-S": "shh"}
+        assert receiver.auth.check(good, body)
+        assert not receiver.auth.check({**good, "X-S": "shh2"}, body)
+
+
+@pytest.mark.asyncio
+async def test_a_timed_out_callback_that_ignores_its_cancellation_still_counts_as_pending(
+    served: Any,
+) -> None:
+    release = asyncio.Event()
+    swallowed = 0
+
+    async def stubborn(event: WebhookEvent) -> None:
+        nonlocal swallowed
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                swallowed += 1  # and carries on
+
+    receiver = WebhookReceiver(
+        on_event=stubborn,
+        insecure_no_auth=True,
+        callback_timeout=0.05,
+        max_pending_callbacks=1,
+        max_events_per_delivery=1,
+    )
+    url, _ = await served(receiver)
+    try:
+        assert (await post(url, connects(1, "wacid.S")))[0] == 200
+        await until(
+            lambda: receiver.pending == 0 and swallowed == 1,
+            "its task is done, its cancellation swallowed",
+        )
+        assert receiver.stats["callback_timeouts"] == 1
+        assert (await post(url, connects(1, "wacid.T")))[0] == 503  # it still holds the slot
+    finally:
+        release.set()  # whatever happened, let it end
+    assert await receiver.drain(timeout=5)
+    assert (await post(url, connects(1, "wacid.U")))[0] == 200
+
+
+@pytest.mark.asyncio
+async def test_an_event_from_further_in_the_future_than_max_age_is_stale(served: Any) -> None:
+    recorder = Recorder()
+    receiver = recorder.receiver(clock=lambda: float(NOW), max_age=300)
+    url, _ = await served(receiver)
+    skewed = connects(1, "wacid.SKEW")  # 30 s ahead: a clock off by that much is acted on
+    ahead = json.loads(skewed)
+    ahead["entry"][0]["changes"][0]["value"]["calls"][0]["timestamp"] = str(NOW + 30)
+    future = json.loads(skewed)
+    future["entry"][0]["changes"][0]["value"]["calls"][0].update(
+        id="wacid.FUTURE", timestamp=str(NOW + 301)
+    )
+    assert (await post(url, json.dumps(ahead).encode()))[0] == 200
+    assert (await post(url, json.dumps(future).encode()))[0] == 200
+    await receiver.drain()
+    assert [getattr(e, "call_id", None) for e in recorder.events] == ["wacid.SKEW0"]
+    ((_, reason),) = recorder.stale
+    assert reason == "301 s in the future (more than max_age 300 s ahead)"
+
+
+class CancellingMemory(InMemoryDedupeMemory):
+    """A dedupe memory whose call is cancelled (as a Redis client's may be) on its nth key."""
+
+    def __init__(self, cancel_on: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.cancel_on = cancel_on
+
+    async def first_time(self, key: str) -> bool:
+        self.calls += 1
+        if self.calls == self.cancel_on:
+            raise asyncio.CancelledError
+        return await super().first_time(key)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_dedupe_call_gives_back_the_deliverys_bytes_and_keys(
+    served: Any,
+) -> None:
+    recorder = Recorder()
+    memory = CancellingMemory(cancel_on=2)
+    body = connects(2, "wacid.D")
+    receiver = recorder.receiver(
+        dedupe=memory, max_body_bytes=len(body), max_pending_bytes=len(body)
+    )
+    url, _ = await served(receiver)
+    status, headers, _ = await post(url, body)
+    assert (status, headers["Retry-After"]) == (503, str(RETRY_AFTER))
+    assert len(memory) == 0  # the first key, recorded before the cancel, taken back
+    # The bytes were given back, so the redelivery fits, and both its events are new.
+    assert (await post(url, body))[0] == 200
+    await receiver.drain()
+    assert len(recorder.events) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_callback_that_ignores_the_cancellation_of_close_is_still_tracked(
+    served: Any,
+) -> None:
+    release = asyncio.Event()
+
+    async def stubborn(event: WebhookEvent) -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and carries on
+                await release.wait()
+
+    receiver = WebhookReceiver(on_event=stubborn, insecure_no_auth=True, callback_timeout=60)
+    url, _ = await served(receiver)
+    try:
+        assert (await post(url, connects(1, "wacid.S")))[0] == 200
+        await until(lambda: receiver.pending == 1, "the callback is running")
+        await receiver.close(timeout=0.01)  # cancels it; it does not stop
+        assert receiver.pending == 0  # its task is gone...
+        assert await receiver.drain(timeout=0.01) is False  # ...but the callback is known
+    finally:
+        release.set()
+    assert await receiver.drain(timeout=5)

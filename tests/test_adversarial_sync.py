@@ -12,13 +12,21 @@ import subprocess
 import sys
 import textwrap
 import threading
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from d360calling import APIConnectionError, Client, ClientClosedError, _portal
+from d360calling import (
+    APIConnectionError,
+    Client,
+    ClientClosedError,
+    InvalidRequestError,
+    _portal,
+)
 from d360calling._portal import PORTAL, Portal
 from d360calling.testing import FakeCallingAPI, Fault
 
@@ -259,3 +267,47 @@ def test_a_call_that_reaches_a_stopping_loop_is_cancelled_not_run(
         thread.join(10)
     assert not thread.is_alive()
     assert loop.is_closed()
+
+
+# -- the key in a failing constructor's traceback -------------------------------------------
+
+SYNC_KEY = "sk-sync-adversarial-5d0c2e7b91"  # distinctive: found only if it leaks
+
+
+def _rendered_with_locals(error: BaseException) -> str:
+    """What a reporter capturing locals renders; it calls repr() on half-built objects."""
+    return "".join(
+        traceback.TracebackException(
+            type(error), error, error.__traceback__, capture_locals=True
+        ).format()
+    )
+
+
+# Each builds the arguments from the key in the call: no local of the test holds it.
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda key: {"api_key": key, "timeout": -1},
+        lambda key: {"api_key": key + "\n"},
+        lambda key: {"api_key": key, "base_url": "ftp://x"},
+    ],
+)
+def test_a_failing_client_renders_with_locals_and_shows_no_key(
+    make: Callable[[str], dict[str, Any]],
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        Client(**make(SYNC_KEY))
+    rendered = _rendered_with_locals(info.value)  # a half-built Client's repr must not fail
+    assert "<Client (not constructed)>" in rendered
+    assert SYNC_KEY not in rendered
+    with Client(api_key=API_KEY, base_url="http://127.0.0.1:1") as client:
+        with pytest.raises(InvalidRequestError) as derived:
+            client.with_options(**make(SYNC_KEY))
+        rendered = _rendered_with_locals(derived.value)
+    assert "<redacted>" in rendered
+    assert SYNC_KEY not in rendered
+
+
+def test_a_half_built_client_has_a_repr() -> None:
+    client = object.__new__(Client)
+    assert repr(client) == "<Client (not constructed)>"

@@ -6,10 +6,13 @@ in parallel. Duplicates are dropped; a connect that arrives after its call's ter
 answered; events older than ``max_age`` are reported as stale instead of acted on.
 
 Every request is bounded before anything of it is kept: its body in bytes and in read time,
-its events in number, and the work all deliveries may have pending. What cannot be accepted
-now is answered 503 with ``Retry-After`` and nothing of it is remembered, so the sender's
-redelivery is acted on. What the receiver cannot bound on its own (the time a client may take
-to send its headers, the number of connections, TLS) is the job of a reverse proxy in front.
+the bodies being read at once in bytes, its events in number, and the work all deliveries
+may have pending; a wrong shared-secret header or a compressed body is refused before the
+body is read. What cannot be accepted now is answered 503 with ``Retry-After`` and nothing of
+it is remembered, so the sender's redelivery is acted on. What the receiver cannot bound on
+its own (the time a client may take to send its headers, the number of connections and what
+aiohttp buffers for each, TLS, malformed HTTP that aiohttp answers itself) is the job of a
+reverse proxy in front.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 
 from .._async_client import AsyncClient
+from .._redact import Secret, SecretBytes
 from ..errors import ClientClosedError, ClientMisuseError, InvalidRequestError, WebhookParseError
 from ..models.calls import CallRecording, CallTranscription
 from ..models.webhooks import (
@@ -99,9 +103,12 @@ _OUTBOUND_KINDS: Final = (CallConnectEvent, CallStatusEvent, CallTerminateEvent)
 class _Refusal(Exception):
     """A request the receiver answers with an error status (never raised to aiohttp)."""
 
-    def __init__(self, kind: str, status: int, text: str, detail: str = "") -> None:
+    def __init__(
+        self, kind: str, status: int, text: str, detail: str = "", *, unread: bool = False
+    ) -> None:
         super().__init__(text)
         self.kind, self.status, self.text, self.detail = kind, status, text, detail
+        self.unread = unread  # the body was not read (to its end): the connection is closed
 
 
 class _Throttled:
@@ -146,14 +153,22 @@ class WebhookReceiver:
     and ``on_settings_update`` for the 2026 events; events that carry only business-scoped
     user ids included). ``on_stale(event, reason)`` gets events that are not acted on:
     older than ``max_age`` seconds, without the
-    timestamp their kind always carries (unless ``allow_missing_timestamp``), or a connect
-    whose call already ended. Use :meth:`app` for a ready application, or :meth:`handle` as
+    timestamp their kind always carries (unless ``allow_missing_timestamp``), stamped more
+    than ``max_age`` seconds in the future (no clock is that far off), or a connect whose
+    call already ended. Use :meth:`app` for a ready application, or :meth:`handle` as
     the handler of your own route; call :meth:`close` (the app does it on cleanup).
 
     **Authentication is required**: ``signing_secret`` (the ``x-360dialog-signature`` HMAC)
     and/or ``secret_header=(name, value)``; empty secrets are refused. Without either the
     constructor raises :class:`~d360calling.InvalidRequestError`, unless you pass
     ``insecure_no_auth=True``, which logs one WARNING when the receiver first serves.
+
+    The shared-secret header, when configured, is checked from the headers before the body
+    is read (401 without reading it); the signature, over the body's raw bytes, once it is.
+    A request with a ``Content-Encoding`` other than ``identity`` gets 415 unread: decoding
+    before authenticating would be work (and memory: a small body may inflate to gigabytes)
+    anyone could make the receiver do. (aiohttp itself answers 400, before the handler, to
+    an encoding it has no decoder for, such as ``br`` without Brotli installed.)
 
     **Bounds**, each answered before anything of the request is kept:
 
@@ -162,16 +177,22 @@ class WebhookReceiver:
     ==========================  ================  ============================================
     ``max_body_bytes``          1 MiB             413
     ``body_timeout``            10 s              408 (a body that trickles in)
+    ``max_reading_bytes``       64 MiB            503 + ``Retry-After``, unread: bodies being
+                                                  read at once (each counts its declared
+                                                  length, or ``max_body_bytes`` if chunked)
     ``max_events_per_delivery`` 100               503 + ``Retry-After`` (counted unparsed)
     ``max_pending_callbacks``   10,000            503 + ``Retry-After``: callbacks not finished
+                                                  (cancelled ones that have not unwound too)
     ``max_pending_bytes``       64 MiB            503 + ``Retry-After``: bodies of deliveries
                                                   whose callbacks are not finished
     ``callback_timeout``        None (no limit)   the callback is cancelled and logged
     ==========================  ================  ============================================
 
     A body that is not a webhook, or carries an id longer than 256 characters or a time
-    outside 1970…9999, gets 400; a failed authentication 401. Refusals are counted in
-    :attr:`stats` and logged at most once a minute per kind.
+    outside 1970…9999, or that cannot be read (a broken chunked encoding), gets 400; a failed
+    authentication 401. A client that disconnects before its body has arrived is counted
+    (``disconnected``). Refusals are counted in :attr:`stats` and logged at most once a
+    minute per kind; none is an ERROR or a traceback.
 
     **Replays and duplicates**: each event's key (call id + event + status; a digest of the
     item for unmodelled ones) goes to ``dedupe``, a :class:`DedupeMemory`; the default keeps
@@ -187,6 +208,7 @@ class WebhookReceiver:
     most 100,000 keys of at most 49 characters (about 20 MB), the call store at most
     ``max_bytes`` (128 MiB, :class:`InMemoryCallStore`; a typical call takes about 900 bytes,
     so 100,000 of them about 87 MiB); nothing else outlives a delivery's callbacks. While
+    bodies are read, at most 64 MiB of them (``max_reading_bytes``). While
     callbacks run, at most 10,000 pending tasks (about 4 KB each with their events, 40 MB) and
     64 MiB of delivery bodies (their parsed events take a small multiple of it). Per-call
     locks live only while their call has callbacks pending. The workflow below keeps at most
@@ -233,12 +255,20 @@ class WebhookReceiver:
         max_events_per_delivery: int = 100,
         max_pending_callbacks: int = 10_000,
         max_pending_bytes: int = 64 * _MiB,
+        max_reading_bytes: int = 64 * _MiB,
         callback_timeout: float | None = None,
         max_waiters: int = 10_000,
         max_outbound_calls: int = 10_000,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        # The secrets are hidden first: a traceback captured with its locals shows this
+        # frame's arguments when any check below fails.
+        signing_secret = _hidden(signing_secret)
+        if isinstance(secret_header, tuple):
+            secret_header = tuple(  # type: ignore[assignment]
+                _hidden(part) if i else part for i, part in enumerate(secret_header)
+            )
         if secret_header is not None and (
             not isinstance(secret_header, tuple) or len(secret_header) != 2
         ):
@@ -284,6 +314,7 @@ class WebhookReceiver:
         self.max_events_per_delivery = _count("max_events_per_delivery", max_events_per_delivery)
         self.max_pending_callbacks = _count("max_pending_callbacks", max_pending_callbacks)
         self.max_pending_bytes = _count("max_pending_bytes", max_pending_bytes)
+        self.max_reading_bytes = _count("max_reading_bytes", max_reading_bytes)
         if self.max_events_per_delivery > self.max_pending_callbacks:
             raise InvalidRequestError(
                 "max_events_per_delivery cannot exceed max_pending_callbacks (such a delivery "
@@ -291,6 +322,8 @@ class WebhookReceiver:
             )
         if self.max_body_bytes > self.max_pending_bytes:
             raise InvalidRequestError("max_body_bytes cannot exceed max_pending_bytes")
+        if self.max_body_bytes > self.max_reading_bytes:
+            raise InvalidRequestError("max_body_bytes cannot exceed max_reading_bytes")
         self.callback_timeout = (
             None if callback_timeout is None else _seconds("callback_timeout", callback_timeout)
         )
@@ -319,6 +352,7 @@ class WebhookReceiver:
         self._abandoned: set[asyncio.Future[None]] = set()  # timed out, cancelled, not yet gone
         self._reserved = 0  # callbacks of deliveries being accepted right now
         self._pending_bytes = 0
+        self._reading_bytes = 0  # what the bodies being read now may take, reserved
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "received",  # requests handled
@@ -330,8 +364,11 @@ class WebhookReceiver:
                 "invalid",  # 400
                 "too_large",  # 413
                 "body_timeouts",  # 408
+                "unsupported_encoding",  # 415: a Content-Encoding other than identity
+                "disconnected",  # the client went away before its body arrived
                 "too_many_events",  # 503
-                "overloaded",  # 503: pending callbacks or bytes at their cap, or closing
+                "overloaded",  # 503: pending callbacks, pending or reading bytes at their cap,
+                # or closing
                 "callback_timeouts",
                 "cancelled",  # callbacks cancelled by close()
             ),
@@ -354,7 +391,7 @@ class WebhookReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp handler: 200 once the delivery is accepted (its callbacks run after),
-        else 400, 401, 408, 413 or 503 as the class describes; never an exception."""
+        else 400, 401, 408, 413, 415 or 503 as the class describes; never an exception."""
         if self.insecure_no_auth and not self._warned_insecure:
             self._warned_insecure = True
             _log.warning(
@@ -369,8 +406,27 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         if self._closing:
-            raise _Refusal("overloaded", 503, "the receiver is shutting down")
+            raise _Refusal("overloaded", 503, "the receiver is shutting down", unread=True)
+        # What the headers alone decide comes before the body is read: a request without the
+        # shared secret costs no memory and no read time.
+        if not self.auth.check_header(request.headers):
+            raise _Refusal(
+                "unauthenticated", 401, "unauthenticated", "authentication failed", unread=True
+            )
+        encoding = _encoding(request)
+        if encoding is not None:
+            # The signature is over the bytes as sent, and decoding before authenticating is
+            # work (and memory: a small body may inflate to gigabytes) for anyone.
+            raise _Refusal(
+                "unsupported_encoding",
+                415,
+                "the body must not be compressed (Content-Encoding: identity)",
+                f"Content-Encoding {encoding!r:.40}",
+                unread=True,
+            )
         body = await self._read_body(request)
+        if self._closing:  # closed while the body arrived: close() has returned, or will
+            raise _Refusal("overloaded", 503, "the receiver is shutting down")
         if self.auth.enabled and not self.auth.check(request.headers, body):
             raise _Refusal("unauthenticated", 401, "unauthenticated", "authentication failed")
         try:
@@ -381,7 +437,8 @@ class WebhookReceiver:
             raise _Refusal("invalid", 400, str(exc)) from None
         need, size = len(events), len(body)
         if need and (
-            len(self._tasks) + self._reserved + need > self.max_pending_callbacks
+            len(self._tasks) + len(self._abandoned) + self._reserved + need
+            > self.max_pending_callbacks
             or self._pending_bytes + size > self.max_pending_bytes
         ):
             raise _Refusal("overloaded", 503, "too many webhook callbacks pending")
@@ -392,43 +449,88 @@ class WebhookReceiver:
             self._pending_bytes += size
             accepting = asyncio.ensure_future(self._accept(events, size))
             accepting.add_done_callback(_retrieved)  # its refusal is not "never retrieved"
-            await asyncio.shield(accepting)
+            try:
+                await asyncio.shield(accepting)
+            except asyncio.CancelledError:
+                if not accepting.cancelled():
+                    raise  # this request was cancelled; its delivery is accepted regardless
+                # The acceptance itself was cancelled (the dedupe memory's call was): it took
+                # back what it had recorded, so the redelivery is acted on.
+                raise _Refusal("overloaded", 503, "accepting the delivery was cancelled") from None
         return web.Response(status=200)
 
     async def _read_body(self, request: web.Request) -> bytes:
         declared = request.content_length
         if declared is not None and declared > self.max_body_bytes:
-            raise _Refusal("too_large", 413, f"the body is larger than {self.max_body_bytes} bytes")
+            raise _Refusal(
+                "too_large",
+                413,
+                f"the body is larger than {self.max_body_bytes} bytes",
+                unread=True,
+            )
         if not request.can_read_body:  # read already (by a middleware), or no body at all
             body = await request.read()
         else:
+            # Bodies being read at once hold at most max_reading_bytes between them: each
+            # reserves what it may take (its declared length, else the cap) before reading.
+            reserve = self.max_body_bytes if declared is None else declared
+            if self._reading_bytes + reserve > self.max_reading_bytes:
+                raise _Refusal(
+                    "overloaded", 503, "too many webhook bodies being read at once", unread=True
+                )
+            self._reading_bytes += reserve
             try:
                 body = await asyncio.wait_for(
                     _read_up_to(request.content, self.max_body_bytes), self.body_timeout
                 )
             except asyncio.TimeoutError:
                 raise _Refusal(
-                    "body_timeouts", 408, f"the body did not arrive within {self.body_timeout:g} s"
+                    "body_timeouts",
+                    408,
+                    f"the body did not arrive within {self.body_timeout:g} s",
+                    unread=True,
                 ) from None
-        if len(body) > self.max_body_bytes:
+            except ConnectionError:
+                raise _Refusal(
+                    "disconnected", 400, "the client disconnected before its body arrived"
+                ) from None
+            except web.RequestPayloadError as exc:
+                # A broken chunked encoding, a body shorter than declared: aiohttp's text.
+                raise _Refusal(
+                    "invalid", 400, f"the body cannot be read: {exc}", unread=True
+                ) from None
+            finally:
+                self._reading_bytes -= reserve
+        if len(body) > self.max_body_bytes:  # read whole by a middleware
             raise _Refusal("too_large", 413, f"the body is larger than {self.max_body_bytes} bytes")
         return body
 
     def _refuse(self, refusal: _Refusal, request: web.Request) -> web.Response:
         self.stats["refused"] += 1
         self.stats[refusal.kind] += 1
-        self._throttled.warn(
-            refusal.kind,
-            "webhook refused with %d: %s (from %s)",
-            refusal.status,
-            refusal.detail or refusal.text,
-            request.remote,
-        )
+        if refusal.kind == "disconnected":  # no one to answer: the status is never sent
+            self._throttled.warn(
+                refusal.kind, "webhook request dropped: %s (from %s)", refusal.text, request.remote
+            )
+        else:
+            self._throttled.warn(
+                refusal.kind,
+                "webhook refused with %d: %s (from %s)",
+                refusal.status,
+                refusal.detail or refusal.text,
+                request.remote,
+            )
         response = web.Response(status=refusal.status, text=refusal.text)
         if refusal.status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER)
-        if refusal.status in (408, 413):
+        if refusal.unread:
             response.force_close()  # the rest of the body is not wanted
+            if _encoding(request) is not None:
+                # After the response aiohttp reads what is left of an unread body to discard
+                # it ("lingering"), decoding a compressed one as it goes (work for anyone),
+                # and logs a body that does not decode at ERROR with a traceback, unthrottled.
+                # A timeout is how its lingering ends quietly: it then closes the connection.
+                request.content.set_exception(asyncio.TimeoutError())
         return response
 
     # -- dispatch -----------------------------------------------------------------------
@@ -447,14 +549,20 @@ class WebhookReceiver:
                         continue
                     recorded.append(key)
                 fresh.append(event)
-        except Exception:
-            _log.exception("webhook dedupe memory failed; the delivery is refused")
+        except (Exception, asyncio.CancelledError) as exc:
+            # A failing or cancelled dedupe call: the delivery is refused, what it recorded
+            # and reserved given back (its redelivery must be acted on).
+            self._pending_bytes -= size
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            if not cancelled:
+                _log.exception("webhook dedupe memory failed; the delivery is refused")
             for key in recorded:
                 try:
                     await self.dedupe.forget(key)
                 except Exception:
                     _log.exception("webhook dedupe memory failed to forget a key")
-            self._pending_bytes -= size
+            if cancelled:
+                raise
             raise _Refusal("overloaded", 503, "the dedupe memory failed") from None
         finally:
             self._reserved -= len(events)
@@ -486,6 +594,10 @@ class WebhookReceiver:
         age = self._clock() - timestamp  # parse_webhook keeps timestamps within 0…9999
         if age > self.max_age:
             return f"{age:.0f} s old (max_age {self.max_age:.0f} s)"
+        if -age > self.max_age:
+            # Clock skew is seconds; an event stamped further ahead than max_age would
+            # otherwise never be too old, whenever it is replayed.
+            return f"{-age:.0f} s in the future (more than max_age {self.max_age:.0f} s ahead)"
         return None
 
     async def _run(self, event: WebhookEvent, stale: str | None) -> None:
@@ -537,20 +649,27 @@ class WebhookReceiver:
         try:
             done, _ = await asyncio.wait({future}, timeout=self.callback_timeout)
         except asyncio.CancelledError:
-            future.cancel()
+            self._abandon(future)
             raise
         if done:
             future.result()  # the callback's own outcome, its exception included
             return
-        future.cancel()
-        self._abandoned.add(future)  # until it has unwound; close() waits for it too
-        future.add_done_callback(self._abandoned.discard)
+        self._abandon(future)
         self.stats["callback_timeouts"] += 1
         _log.warning(
             "webhook callback %s timed out after %g s and was cancelled",
             name,
             self.callback_timeout,
         )
+
+    def _abandon(self, future: asyncio.Future[None]) -> None:
+        """Cancel a callback no longer awaited. Until it has unwound (one that swallows its
+        cancellation may run on) it counts against ``max_pending_callbacks``, and close()
+        waits for it too."""
+        future.cancel()
+        if not future.done():
+            self._abandoned.add(future)
+            future.add_done_callback(self._abandoned.discard)
 
     def _specific_callback(self, event: WebhookEvent) -> Awaitable[None] | None:
         """The run of the callback for this kind of event, if one was given (exact types, as
@@ -790,7 +909,13 @@ async def _read_up_to(stream: StreamReader, limit: int) -> bytes:
             return bytes(body)
         body += chunk
         if len(body) > limit:
-            raise _Refusal("too_large", 413, f"the body is larger than {limit} bytes")
+            raise _Refusal("too_large", 413, f"the body is larger than {limit} bytes", unread=True)
+
+
+def _encoding(request: web.BaseRequest) -> str | None:
+    """The request's Content-Encoding, unless it is none or ``identity``."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    return None if encoding in ("", "identity") else encoding
 
 
 def _connect_options(**options: object) -> dict[str, object]:
@@ -816,6 +941,16 @@ def _memory_key(event: WebhookEvent) -> str | None:
         return None
     digest = hashlib.blake2b(json.dumps(list(parts)).encode(), digest_size=16).hexdigest()
     return f"{event.kind}:{digest}"
+
+
+def _hidden(value: object) -> Any:
+    """A secret as a :class:`Secret` or :class:`SecretBytes` (whose repr is ``<redacted>``);
+    anything else as it is, for the checks to refuse."""
+    if isinstance(value, str) and not isinstance(value, Secret):
+        return Secret(value)
+    if isinstance(value, bytes) and not isinstance(value, SecretBytes):
+        return SecretBytes(value)
+    return value
 
 
 def _count(name: str, value: object) -> int:
