@@ -393,6 +393,15 @@ def update_report(report: Path, table: str, chart_path: Path) -> None:
     report.write_text(f"{head}{start}\n{image}{table}{end}{tail}")
 
 
+def _media_section(quick: bool) -> int:
+    try:
+        from . import _media  # aiortc: only with the media extra
+    except ImportError:
+        print('the media benchmark needs the media extra: pip install "d360calling[media]"')
+        return 2
+    return _media.main(["--calls", "1", "--seconds", "2"] if quick else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
@@ -410,7 +419,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help=f"write the tables into PATH, e.g. {REPORT.relative_to(ROOT)} (full runs only)",
     )
+    parser.add_argument(
+        "--media",
+        action="store_true",
+        help="only the media benchmark (needs the media extra; = python -m benchmarks._media)",
+    )
     args = parser.parse_args(argv)
+    if args.media:
+        return _media_section(args.quick)
     if args.report is not None and args.quick:
         parser.error("--report takes a full run: a --quick one measures too little to report")
     args.runs = args.runs or (1 if args.quick else 5)

@@ -3,7 +3,7 @@
 >>> from d360calling import AsyncClient, Client
 """
 
-from . import errors, models
+from . import errors, models, sdp
 from ._async_client import AsyncClient, Deadline, Moment
 from ._links import call_link
 from ._options import ClientOptionChanges, ClientOptions
@@ -71,6 +71,7 @@ from .models import (
     TemplateParameterFormat,
     TerminateCallRequest,
 )
+from .sdp import SdpCheck, SdpParseError, SdpWarning
 
 __all__ = (
     "APIConnectionError",
@@ -128,6 +129,9 @@ __all__ = (
     "RejectCallRequest",
     "ResponseDecodeError",
     "RetryPolicy",
+    "SdpCheck",
+    "SdpParseError",
+    "SdpWarning",
     "ServerError",
     "Settings",
     "SettingsUpdate",
@@ -142,4 +146,5 @@ __all__ = (
     "call_link",
     "errors",
     "models",
+    "sdp",
 )

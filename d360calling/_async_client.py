@@ -21,7 +21,7 @@ from . import _json
 from ._constants import CALLS_PATH, MAX_ERROR_BODY_BYTES, PERMISSIONS_PATH, SETTINGS_PATH
 from ._converter import check_types, decode, decode_errors, encode
 from ._headers import request_id_from
-from ._options import ClientOptions, check_max_retries, check_seconds, hide_api_key
+from ._options import ClientOptions, check_max_retries, check_seconds, hide_secrets
 from ._redact import redact_sdp
 from ._retry import CallKind, GiveUp, budget, decide
 from ._transport import AsyncTransport, RawResponse, request_headers
@@ -69,6 +69,7 @@ from .models.settings import (
     SettingsUpdate,
     UpdateSettingsResponse,
 )
+from .sdp import _before_sending
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -140,11 +141,11 @@ class AsyncClient:
         session: aiohttp.ClientSession | None = None,
         **changes: Unpack[ClientOptionChanges],
     ):
+        hide_secrets(changes)  # first: a check below may fail with the key in this frame
         if options is not None and not isinstance(options, ClientOptions):
             raise InvalidRequestError(f"options must be a ClientOptions, got {options!r:.40}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidRequestError("session must be an aiohttp.ClientSession")
-        hide_api_key(changes)
         if options is None:
             options = ClientOptions(**changes)
         elif changes:
@@ -176,6 +177,7 @@ class AsyncClient:
         alive, TLS) cannot change. E.g. ``client.with_options(max_retries=0).get_settings()``
         or ``client.with_options(api_key=other_number_key)``.
         """
+        hide_secrets(changes)  # first: a check below may fail with the key in this frame
         fixed = _POOL_OPTIONS.intersection(changes)
         if fixed:
             raise InvalidRequestError(
@@ -382,8 +384,16 @@ class AsyncClient:
     ) -> tuple[CallActionResponse, RawResponse]:
         if isinstance(request, ConnectCallRequest):
             kind, until = CallKind.CONNECT, None
+            _before_sending(
+                request.sdp, role="offer", mode=self._options.sdp_check, action="connect"
+            )
         else:
             kind, until = CallKind.ANSWER_SIDE, self._deadline(deadline)
+            if isinstance(request, (PreAcceptCallRequest, AcceptCallRequest)):
+                action = "pre_accept" if isinstance(request, PreAcceptCallRequest) else "accept"
+                _before_sending(
+                    request.sdp, role="answer", mode=self._options.sdp_check, action=action
+                )
         raw = await self._send(
             "POST", CALLS_PATH, encode(request), kind, timeout, max_retries, until
         )

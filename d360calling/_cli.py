@@ -341,6 +341,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--wa-id", help="with a real API key: the user whose call permission to check"
     )
+    demo.add_argument(
+        "--media",
+        action="store_true",
+        help="two real calls with audio over loopback (needs d360calling[media])",
+    )
     return root
 
 
@@ -883,6 +888,10 @@ async def _run_fake_server(args: argparse.Namespace) -> int:
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "media", False):
+        from ._media_demo import run_media_demo
+
+        return await run_media_demo()
     from ._demo import run_demo  # the demo pulls in the fake: only for this command
 
     real_api = bool(getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV))

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
-import yarl
 
 from ._constants import (
     API_KEY_ENV,
@@ -23,10 +22,11 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     MAX_RETRIES_LIMIT,
 )
-from ._redact import REDACTED, Secret
+from ._redact import Secret, SecretURL
 from ._retry import RetryPolicy
 from ._validation import check_base_url, check_proxy, check_verifying, finite_float
 from .errors import InvalidRequestError
+from .sdp import SdpCheck
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,7 +36,7 @@ __all__ = (
     "ClientOptions",
     "check_max_retries",
     "check_seconds",
-    "hide_api_key",
+    "hide_secrets",
 )
 
 
@@ -57,23 +57,31 @@ def check_max_retries(value: Any) -> int:
     return value
 
 
-def hide_api_key(changes: Mapping[str, Any]) -> None:
-    """Wrap a given ``api_key`` in :class:`Secret` in place, so the frames an error passes
-    through (a traceback with locals) show ``<redacted>`` for it."""
+def hide_secrets(changes: Mapping[str, Any]) -> None:
+    """Wrap a given ``api_key`` in :class:`Secret` and ``proxy`` in :class:`SecretURL` in
+    place, so the frames an error passes through (a traceback with locals) show
+    ``<redacted>`` for the key and for the proxy's credentials. First thing, before any
+    check can fail with them in a frame."""
     key = changes.get("api_key")
     if isinstance(key, str) and type(key) is not Secret:
         changes["api_key"] = Secret(key)  # type: ignore[index]
+    proxy = changes.get("proxy")
+    if isinstance(proxy, str) and type(proxy) is not SecretURL:
+        changes["proxy"] = SecretURL(proxy)  # type: ignore[index]
 
 
 def _api_key(value: str | None) -> str:
-    key = value if value is not None else os.environ.get(API_KEY_ENV)
-    if not key:
+    if value is None:
+        value = os.environ.get(API_KEY_ENV)
+    if isinstance(value, str) and type(value) is not Secret:
+        value = Secret(value)  # before a check fails with the key in this frame's locals
+    if not value:
         raise InvalidRequestError(f"no API key: pass api_key= or set {API_KEY_ENV}")
-    if not isinstance(key, str) or not key.isprintable() or key.strip() != key:
+    if not isinstance(value, str) or not value.isprintable() or value.strip() != value:
         raise InvalidRequestError("api_key must be a printable str without surrounding spaces")
-    if not key.isascii():  # a header value; aiohttp would fail on it only when sending
+    if not value.isascii():  # a header value; aiohttp would fail on it only when sending
         raise InvalidRequestError("api_key must be ASCII")
-    return key if type(key) is Secret else Secret(key)
+    return value
 
 
 def _base_url(value: str | None) -> str:
@@ -157,17 +165,22 @@ def _trust_env(value: bool) -> bool:
     return _flag(value, "trust_env")
 
 
-def _proxy_repr(value: str | None) -> str:
-    # A proxy URL may carry the proxy's password.
-    if value is None:
-        return "None"
-    url = yarl.URL(value)
-    if url.password is None:
-        return repr(value)
-    return repr(str(url.with_password(None).with_user(None))).replace("://", f"://{REDACTED}@", 1)
+def _sdp_check(value: SdpCheck | str) -> SdpCheck:
+    try:
+        return SdpCheck(value)
+    except (ValueError, TypeError):
+        raise InvalidRequestError(
+            f"sdp_check must be 'off', 'warn' or 'refuse', got {value!r:.40}"
+        ) from None
 
 
-@attrs.frozen(kw_only=True, repr=False)
+def _proxy(value: str | None) -> str | None:
+    # A proxy URL may carry the proxy's credentials (a user, a password, or a token as the
+    # user): its repr hides them. Anything else is left for check_proxy to refuse.
+    return SecretURL(value) if isinstance(value, str) else value
+
+
+@attrs.frozen(kw_only=True, repr=False, init=False)
 class ClientOptions:
     """Every setting of an :class:`AsyncClient` or :class:`Client`, checked when it is made.
 
@@ -180,7 +193,12 @@ class ClientOptions:
     verified, against the system's CAs, the PEM file ``ca_bundle`` or ``ssl_context``.
     ``strict=True`` makes unknown keys in responses an error (for tests that watch for API
     drift); ``log_sdp_addresses=True`` stops redacting IP addresses in the wire log (ICE
-    credentials and SRTP keys are redacted from it always).
+    credentials and SRTP keys are redacted from it always). ``sdp_check`` says what to do
+    with an SDP that WhatsApp would refuse or whose media would fail (see
+    :func:`d360calling.sdp.check`) before ``connect``, ``pre_accept`` or ``accept`` sends it:
+    ``"warn"`` (the default) warns with :class:`~d360calling.SdpWarning` and sends it,
+    ``"refuse"`` raises :class:`~d360calling.InvalidRequestError` and sends nothing, ``"off"``
+    sends it unchecked.
 
     ``proxy`` sends every request through an HTTP proxy, ``http://[user:password@]host:port``
     (or ``https://``; credentials go to the proxy as ``Proxy-Authorization``). With the default
@@ -215,8 +233,15 @@ class ClientOptions:
     ca_bundle: str | None = attrs.field(default=None, converter=_ca_bundle)
     strict: bool = attrs.field(default=False, converter=_strict)
     log_sdp_addresses: bool = attrs.field(default=False, converter=_log_sdp_addresses)
-    proxy: str | None = attrs.field(default=None, repr=_proxy_repr)
+    proxy: str | None = attrs.field(default=None, converter=_proxy)
     trust_env: bool = attrs.field(default=False, converter=_trust_env)
+    sdp_check: SdpCheck = attrs.field(default=SdpCheck.WARN, converter=_sdp_check)
+
+    def __init__(self, **changes: Unpack[ClientOptionChanges]) -> None:
+        # The secrets are hidden before attrs' __init__ runs: a traceback captured with its
+        # locals shows that frame's arguments.
+        hide_secrets(changes)
+        self.__attrs_init__(**changes)
 
     def __attrs_post_init__(self) -> None:
         if self.ssl_context is not None and self.ca_bundle is not None:
@@ -238,11 +263,12 @@ class ClientOptions:
 
     def evolve(self, **changes: Unpack[ClientOptionChanges]) -> ClientOptions:
         """A copy with ``changes`` applied (the same names as the constructor's)."""
+        hide_secrets(changes)  # first: the checks below may fail with it in this frame
         unknown = set(changes) - _FIELD_NAMES
         if unknown:
             raise InvalidRequestError(f"unknown client option(s): {', '.join(sorted(unknown))}")
-        hide_api_key(changes)
-        return attrs.evolve(self, **changes)
+        given: dict[str, Any] = dict(changes)  # typed by the constructor's signature
+        return attrs.evolve(self, **given)
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context connections use: ``ssl_context``, one built from ``ca_bundle``, or
@@ -277,6 +303,7 @@ class ClientOptionChanges(TypedDict, total=False):
     log_sdp_addresses: bool
     proxy: str | None
     trust_env: bool
+    sdp_check: SdpCheck | Literal["off", "warn", "refuse"]
 
 
 _FIELD_NAMES = frozenset(field.name for field in attrs.fields(ClientOptions))

@@ -35,8 +35,11 @@ from .helpers import API_KEY, USER
 ROOT = Path(__file__).resolve().parent.parent
 OFFER = sample_offer()
 # The offer's a=ice-pwd line (1-based), and the password it holds: never to be echoed.
-PWD_LINE = OFFER.split("\r\n").index("a=ice-pwd:98362e3f05e068d984409345") + 1
-PWD = "98362e3f05e068d984409345"
+PWD_LINE, PWD = next(
+    (number, line.partition(":")[2])
+    for number, line in enumerate(OFFER.split("\r\n"), start=1)
+    if line.startswith("a=ice-pwd:")
+)
 
 
 @pytest.fixture

@@ -126,3 +126,33 @@ def test_the_hardening_measurement_stays_within_its_bounds() -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert len([line for line in done.stdout.splitlines() if line.endswith("| yes |")]) == 3
     assert "503" in rows[-1]  # the flood was refused by the event cap, not by accident
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_media_benchmark_gets_audio_on_every_call_of_both_bots(tmp_path: Path) -> None:
+    # One call of each bot for 2 s against the fake's media mode in its own process: every
+    # call heard the user's tone with at most 5 % of packets lost. Never how fast.
+    pytest.importorskip("aiortc")
+    out = tmp_path / "media.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks._media", "--calls", "1", "--seconds", "2"),
+            *("--json", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert sorted(r["kind"] for r in rows) == ["aiortc (plain)", "d360calling"]
+    for row in rows:
+        assert row["calls"] == 1, row
+        assert row["with_audio"] == 1, row
+        assert row["min_frames"] > 0, row
+        assert row["packets_received"] > 0, row
+        assert row["loss"] <= 0.05, row
+        assert row["cpu_per_call_second"] > 0, row
+    assert "| d360calling | 1 |" in done.stdout

@@ -42,8 +42,14 @@ def fake() -> Iterator[FakeCallingAPI]:
 @pytest.fixture(scope="module")
 def client(fake: FakeCallingAPI) -> Iterator[Client]:
     policy = RetryPolicy(initial_delay=0.001, max_delay=0.002, max_retry_after=0.01)
+    # Arbitrary SDPs: the client's own SDP check (tests/test_fake_sdp.py) would warn on them.
     with Client(
-        api_key=fake.api_key, base_url=fake.url, timeout=2, max_retries=0, retry_policy=policy
+        api_key=fake.api_key,
+        base_url=fake.url,
+        timeout=2,
+        max_retries=0,
+        retry_policy=policy,
+        sdp_check="off",
     ) as c:
         yield c
 

@@ -48,8 +48,9 @@ from ._records import (
     RequestLog,
 )
 from ._runner import ServedApp, serve
-from ._sdp import sample_answer, sample_offer
+from ._sdp import SDP_ERROR_CODE, SDP_ERROR_SUBCODE, sample_answer, sample_offer
 from ._server import DEFAULT_API_KEY, FakeCallingAPI
+from ._world import MEDIA_TIMEOUT
 
 __all__ = (
     "DEFAULT_API_KEY",
@@ -60,6 +61,9 @@ __all__ = (
     "DEFAULT_MAX_RECORDED_WEBHOOKS",
     "ERROR_CATALOGUE",
     "MAX_REQUEST_BYTES",
+    "MEDIA_TIMEOUT",
+    "SDP_ERROR_CODE",
+    "SDP_ERROR_SUBCODE",
     "SIGNATURE_HEADER",
     "CallAction",
     "CallDirection",

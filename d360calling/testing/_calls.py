@@ -12,7 +12,7 @@ import attrs
 
 from ._enums import CallAction, CallDirection, CallState, EndReason
 from ._errors import FakeAPIError, ScenarioError
-from ._sdp import sdp_problem
+from ._sdp import check_sdp
 
 __all__ = (
     "Calls",
@@ -60,6 +60,9 @@ class FakeCall:
     transcript_media_id: str | None = None
     voicemail_media_id: str | None = None
     sip: bool = False  # signalled over SIP: the Graph call endpoints do not reach it
+    # When media from the business was last seen (media mode only: the fake cannot see
+    # media otherwise). A connected call with none for ``media_timeout`` fails (138021).
+    media_seen_at: float | None = None
 
     @property
     def active(self) -> bool:
@@ -187,9 +190,9 @@ class Calls:
         if call.direction is not CallDirection.USER_INITIATED:
             raise FakeAPIError.invalid(f"{action} is for user-initiated calls only")
         _refuse_if_over(call, action)
-        check_sdp(sdp, need_fingerprint=need_fingerprint)
         if sdp == call.offer_sdp:
             raise FakeAPIError.invalid(f"{action}: the SDP is the caller's offer, not an answer")
+        check_sdp(sdp, role="answer", need_fingerprint=need_fingerprint, offer=call.offer_sdp)
         if call.state is CallState.PRE_ACCEPTED and sdp != call.answer_sdp:
             raise FakeAPIError.invalid("The accept SDP answer does not match the pre_accept one")
         if call.state is CallState.ACCEPTED:
@@ -245,12 +248,6 @@ class Calls:
         """The user answered a business-initiated call."""
         call.answer_sdp = sdp
         self._connect(call, now)
-
-
-def check_sdp(sdp: str, *, need_fingerprint: bool) -> None:
-    problem = sdp_problem(sdp, need_fingerprint=need_fingerprint)
-    if problem:
-        raise FakeAPIError.invalid(f"session.sdp: Invalid SDP: {problem}")
 
 
 def _refuse_if_over(call: FakeCall, action: CallAction) -> None:

@@ -46,6 +46,7 @@ ERROR_CATALOGUE: dict[int, tuple[int, str]] = {
     138005: (429, "Call rate limit reached"),
     138006: (401, "No approved call permission from the recipient"),
     138007: (500, "Call connect timeout"),
+    138008: (400, "SDP Validation error"),  # integrators; undocumented by Meta
     138009: (400, "Call permission request limit reached"),
     138012: (400, "Business initiated calls limit reached"),
     138013: (400, "Business initiated calling is not available"),
@@ -63,7 +64,12 @@ ERROR_CATALOGUE: dict[int, tuple[int, str]] = {
 DIALOG_RATE_LIMIT_MESSAGE = "You have exceeded the endpoint rate limit."
 
 
-def meta_error_body(code: int, details: str | None = None, message: str | None = None) -> Any:
+def meta_error_body(
+    code: int,
+    details: str | None = None,
+    message: str | None = None,
+    subcode: int | None = None,
+) -> Any:
     """The Graph error object as 360dialog passes it through for ``code``."""
     title = message or ERROR_CATALOGUE.get(code, (400, "Unknown error"))[1]
     error: dict[str, Any] = {
@@ -72,6 +78,8 @@ def meta_error_body(code: int, details: str | None = None, message: str | None =
         "code": code,
         "fbtrace_id": "A" + secrets.token_urlsafe(16),
     }
+    if subcode is not None:
+        error["error_subcode"] = subcode
     if details is not None:
         error["error_data"] = {"messaging_product": "whatsapp", "details": details}
     return {"error": error}
@@ -90,8 +98,15 @@ class FakeAPIError(Exception):
         self.body = body
 
     @classmethod
-    def meta(cls, code: int, details: str | None = None, status: int | None = None) -> FakeAPIError:
-        return cls(status or status_for(code), meta_error_body(code, details))
+    def meta(
+        cls,
+        code: int,
+        details: str | None = None,
+        status: int | None = None,
+        *,
+        subcode: int | None = None,
+    ) -> FakeAPIError:
+        return cls(status or status_for(code), meta_error_body(code, details, subcode=subcode))
 
     @classmethod
     def invalid(cls, details: str) -> FakeAPIError:

@@ -123,6 +123,7 @@ class FakeCallingAPI:
         max_recorded_bytes: int | None = DEFAULT_MAX_RECORDED_BYTES,
         max_recorded_calls: int | None = DEFAULT_MAX_RECORDED_CALLS,
         max_recorded_messages: int | None = DEFAULT_MAX_RECORDED_MESSAGES,
+        media_timeout: float | None = None,
     ) -> None:
         self.keepalive_timeout = keepalive_timeout
         self.host = host
@@ -155,6 +156,7 @@ class FakeCallingAPI:
             max_ended_bytes=max_recorded_bytes,
             max_messages=max_recorded_messages,
         )
+        self.media_timeout = media_timeout  # checked by the setter
         self._handler = Handler(
             api_key=api_key,
             log=RequestLog(max_recorded_requests, max_recorded_bytes),
@@ -270,6 +272,7 @@ class FakeCallingAPI:
         while True:
             await asyncio.sleep(_TICK)
             self._world.expire_unanswered()
+            self._world.expire_media()
 
     # -- clients --------------------------------------------------------------------------
 
@@ -466,6 +469,28 @@ class FakeCallingAPI:
         """The user ends a call: terminate webhook (with duration if it was connected), then
         the recording and transcript webhooks if connect or accept asked for them."""
         return self._world.user_hangs_up(call_id)
+
+    @property
+    def media_timeout(self) -> float | None:
+        """Seconds a connected call may go without media before it fails with 138021, as the
+        real one does after 20 s (``MEDIA_TIMEOUT``); ``None`` (the default) turns it off,
+        because without its media mode the fake cannot see media. Settable."""
+        return self._world.media_timeout
+
+    @media_timeout.setter
+    def media_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0
+        ):
+            raise ValueError("media_timeout must be a positive number of seconds or None")
+        with self._world.lock:
+            self._world.media_timeout = None if seconds is None else float(seconds)
+
+    def media_seen(self, call_id: str) -> FakeCall:
+        """Media from the business reached the user on ``call_id`` (the media mode reports
+        it): the call no longer ends for want of media. :class:`ScenarioError` if the call is
+        not going on."""
+        return self._world.media_seen(call_id)
 
     def fail_call(
         self, call_id: str, *, code: int = 138021, details: str | None = None

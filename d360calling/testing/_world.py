@@ -52,7 +52,7 @@ from ._messages import (
     read_message,
 )
 from ._permissions import PERMISSION_REQUEST_LIFETIME, SERVICE_WINDOW, Permissions, UserState
-from ._sdp import sample_answer, sample_offer
+from ._sdp import sample_offer, user_answer
 from ._settings import Settings
 
 __all__ = (
@@ -60,11 +60,15 @@ __all__ = (
     "FakeWorld",
     "MAX_CTA_PAYLOAD",
     "MAX_USER_TEXT",
+    "MEDIA_TIMEOUT",
 )
 
 Emit = Callable[[str, dict[str, Any]], None]
 MAX_USER_TEXT = 4096  # characters of a text the fake lets a user send
 MAX_CTA_PAYLOAD = 512  # a call button's payload, as the API bounds it
+# No media from the business this long after the call starts: the real service ends the
+# call (M-TS; api-facts §6), with 138021 in the terminate webhook.
+MEDIA_TIMEOUT = 20.0
 
 
 class FakeWorld:
@@ -82,6 +86,7 @@ class FakeWorld:
         max_ended_calls: int | None,
         max_ended_bytes: int | None,
         max_messages: int | None = None,
+        media_timeout: float | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self._emit = emit
@@ -89,6 +94,8 @@ class FakeWorld:
         self.business_number = business_number
         self.phone_number_id = phone_number_id
         self.media_base: str | None = None  # where media urls point; set once serving
+        # Told of every call action the API took (the media mode's peers listen here).
+        self.call_observers: list[Callable[[FakeCall, CallAction], None]] = []
         self.calls = Calls(
             answer_window=answer_window,
             max_concurrent_calls=max_concurrent_calls,
@@ -103,6 +110,10 @@ class FakeWorld:
         self.messages = Messages(max_messages, max_ended_bytes)
         self.templates = Templates()
         self.settings = Settings()
+        # Seconds a connected call may go without media_seen() before it fails with 138021;
+        # None: never (the fake sees no media unless its media mode reports it).
+        self.media_timeout = media_timeout
+        self._awaiting_media: dict[str, FakeCall] = {}  # connected, no media seen yet
 
     def now(self) -> float:
         return self.clock.time()
@@ -140,6 +151,7 @@ class FakeWorld:
                     now=self.now(),
                 )
                 if connected:
+                    self._awaiting_media[call.id] = call
                     _ask_for_media(call, body)
                     self.permissions.connected(self.user(call.user), self.now())
             elif action is CallAction.REJECT:
@@ -148,11 +160,16 @@ class FakeWorld:
             else:
                 self.calls.check_terminate(call)
                 self._end(call, EndReason.TERMINATED)
+            self._observed(call, action)
             return {"messaging_product": "whatsapp", "success": True}
+
+    def _observed(self, call: FakeCall, action: CallAction) -> None:
+        for observer in self.call_observers:
+            observer(call, action)
 
     def _connect(self, body: dict[str, Any]) -> dict[str, Any]:
         sdp = body["session"]["sdp"]
-        check_sdp(sdp, need_fingerprint=self.settings.needs_fingerprint)
+        check_sdp(sdp, role="offer", need_fingerprint=self.settings.needs_fingerprint)
         # "to" wins when both are sent; a user nobody allowed calls is refused, not stored.
         user = self.permissions.peek(_addressee(body), self.now())
         self.permissions.check_can_call(user, self.now())
@@ -164,6 +181,7 @@ class FakeWorld:
         self._emit(
             "calls", payloads.call_status(call, self._who(user), CallStatus.RINGING, self.now())
         )
+        self._observed(call, CallAction.CONNECT)
         return {"messaging_product": "whatsapp", "calls": [{"id": call.id}]}
 
     def permission_report(self, user_id: str) -> dict[str, Any]:
@@ -426,9 +444,10 @@ class FakeWorld:
         with self.lock:
             call = self.calls.ringing_outbound(call_id, "answer")
             self.calls.picked_up(
-                call, sdp if sdp is not None else sample_answer(call.id), self.now()
+                call, sdp if sdp is not None else user_answer(call.id, call.offer_sdp), self.now()
             )
             user = self.user(call.user)
+            self._awaiting_media[call.id] = call
             self.permissions.connected(user, self.now())
             self._opened(user)
             who = self._call_who(call)
@@ -500,6 +519,40 @@ class FakeWorld:
             call = self.calls.active_call(call_id)
             self._end(call, EndReason.FAILED, error_code=code, details=details)
             return call
+
+    def media_seen(self, call_id: str) -> FakeCall:
+        """Media from the business reached the fake's user on this call (its media mode
+        calls this): the call no longer fails for want of media."""
+        with self.lock:
+            call = self.calls.active_call(call_id)
+            call.media_seen_at = self.now()
+            self._awaiting_media.pop(call.id, None)
+            return call
+
+    def expire_media(self) -> None:
+        """Fail every connected call that has had no media for ``media_timeout`` since it
+        started, as the real service does (138021); runs on the same timer as the answer
+        window."""
+        with self.lock:
+            now = self.now()
+            for call in list(self._awaiting_media.values()):
+                if not call.active:
+                    del self._awaiting_media[call.id]
+                elif (
+                    self.media_timeout is not None
+                    and call.connected_at is not None
+                    and (now >= call.connected_at + self.media_timeout)
+                ):
+                    del self._awaiting_media[call.id]
+                    self._end(
+                        call,
+                        EndReason.FAILED,
+                        error_code=138021,
+                        details=(
+                            f"No media received from the business within "
+                            f"{self.media_timeout:g} s of the call's start"
+                        ),
+                    )
 
     def expire_unanswered(self) -> None:
         """End every call whose answer window has passed; runs on a short timer."""
