@@ -33,10 +33,11 @@ SDP_ERROR_CODE = (
 )
 SDP_ERROR_SUBCODE = 2593093
 
-# A well-formed sha-256 fingerprint for when ``cryptography`` is not installed: the digest
-# of nothing in particular, so no stack will ever match it - which only matters in media mode,
-# and media mode brings aiortc, which brings cryptography.
-_FALLBACK_DIGEST = hashlib.sha256(b"d360calling fake certificate").hexdigest()
+# Without ``cryptography`` (the ``testing`` extra brings it): a well-formed sha-256 digest per
+# side, of nothing in particular, so no stack will ever match it - which only matters in media
+# mode, and media mode brings aiortc, which brings cryptography.
+def _fallback_digest(name: str) -> str:
+    return hashlib.sha256(f"d360calling fake certificate: {name}".encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,7 +52,7 @@ def _certificate_digest(name: str) -> str:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
     except ImportError:  # pragma: no cover - cryptography comes with the test dependencies
-        return _FALLBACK_DIGEST
+        return _fallback_digest(name)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
