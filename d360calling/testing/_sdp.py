@@ -33,6 +33,7 @@ SDP_ERROR_CODE = (
 )
 SDP_ERROR_SUBCODE = 2593093
 
+
 # Without ``cryptography`` (the ``testing`` extra brings it): a well-formed sha-256 digest per
 # side, of nothing in particular, so no stack will ever match it - which only matters in media
 # mode, and media mode brings aiortc, which brings cryptography.
