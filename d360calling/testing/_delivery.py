@@ -35,6 +35,7 @@ __all__ = (
 )
 
 MAX_RETRY_DELAY = 30.0  # seconds: the doubling pause between attempts stops growing here
+_CLOSE_WAIT = 5.0  # seconds close() waits for the worker to notice it is closing
 _READ_REPLY_UP_TO = 64 * 1024  # a longer (or unsized) answer is not read: only its status counts
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -116,11 +117,13 @@ class WebhookSender:
         self._queue: collections.deque[WebhookDelivery] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._closing = False
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle (on the server's loop) -----------------------------------------------
 
     async def start(self) -> None:
+        self._closing = False
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         # No proxy from the environment: webhooks go where the test says, nowhere else.
@@ -130,9 +133,14 @@ class WebhookSender:
         self._worker = asyncio.create_task(self._run(), name="d360calling-fake-webhooks")
 
     async def close(self) -> None:
+        # A flag as well as the cancel: Python 3.11's wait_for can swallow a cancellation that
+        # lands as the attempt finishes, and the worker would then wait for work forever.
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
         if self._worker is not None:
             self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+            await asyncio.wait({self._worker}, timeout=_CLOSE_WAIT)
         if self._session is not None:
             await self._session.close()
 
@@ -205,9 +213,11 @@ class WebhookSender:
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
-            while not self._queue:
+            while not self._queue and not self._closing:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            if self._closing:
+                return
             delivery = self._queue.popleft()
             try:
                 await self._deliver(delivery)
@@ -221,7 +231,7 @@ class WebhookSender:
         delay = self.retry_delay
         for attempt in range(self.retries + 1):
             url = self.url
-            if url is None:
+            if url is None or self._closing:
                 return
             delivery.attempts += 1
             try:
