@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings
 from d360calling import AsyncClient, Client, RetryPolicy
 from d360calling.testing import FakeCallingAPI
 
+from .capture import Capture
 from .helpers import API_KEY, running_api
 
 # Hypothesis profiles, chosen by HYPOTHESIS_PROFILE. Without it: "ci" when CI is set, else
@@ -56,3 +57,18 @@ def sync_client(api: FakeCallingAPI) -> Iterator[Client]:
 
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def wire() -> Iterator[Capture]:
+    """A loopback server that records each request and answers what the test queues."""
+    with Capture() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def wire_client(wire: Capture) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(
+        api_key=API_KEY, base_url=wire.url, retry_policy=FAST_RETRY, strict=True
+    ) as c:
+        yield c

@@ -4,11 +4,10 @@ unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from d360calling import (
     AcceptCallRequest,
@@ -33,20 +32,6 @@ BSUID = "US.13491208655302741918"
 CALL_ID = "wacid.HBgLMTY0NjcwNDM1OTUVAgARGCA2QjE4RDY2NDFBNjM5N0U4QjA0QTAxMUVBOUU1MUEA"
 CONNECTED = {"messaging_product": "whatsapp", "calls": [{"id": "wacid.new"}]}
 SESSION = {"sdp_type": "offer", "sdp": OFFER}
-
-
-@pytest.fixture
-def wire() -> Iterator[Capture]:
-    with Capture() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def wire_client(wire: Capture) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=API_KEY, base_url=wire.url, retry_policy=FAST_RETRY, strict=True
-    ) as c:
-        yield c
 
 
 @pytest.mark.asyncio

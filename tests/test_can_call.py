@@ -4,11 +4,9 @@ from the limits the API reports and a clock the test controls."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,8 +23,7 @@ from d360calling.models import CallPermissions
 from d360calling.testing import FakeCallingAPI
 
 from .capture import Capture
-from .conftest import FAST_RETRY
-from .helpers import API_KEY, USER
+from .helpers import USER
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 UTC = datetime.timezone.utc
@@ -248,20 +245,6 @@ def test_every_read_gives_a_consistent_decision(
 
 
 # -- the client: one read, the user's path, the clock ------------------------------------------
-
-
-@pytest.fixture
-def wire() -> Iterator[Capture]:
-    with Capture() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def wire_client(wire: Capture) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=API_KEY, base_url=wire.url, retry_policy=FAST_RETRY, strict=True
-    ) as c:
-        yield c
 
 
 def answer(status: str, expiration: int | None = None) -> dict[str, Any]:

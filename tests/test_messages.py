@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import inspect
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,20 +53,6 @@ BSUID = "US.13491208655302741918"
 PARENT_BSUID = "US.ENT.11815799212886844830"
 FRAME = {"messaging_product": "whatsapp", "recipient_type": "individual"}
 CPR = {"type": "call_permission_request", "action": {"name": "call_permission_request"}}
-
-
-@pytest.fixture
-def wire() -> Iterator[Capture]:
-    with Capture() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def wire_client(wire: Capture) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=API_KEY, base_url=wire.url, retry_policy=FAST_RETRY, strict=True
-    ) as c:
-        yield c
 
 
 def sent(wire: Capture) -> Any:

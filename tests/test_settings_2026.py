@@ -6,11 +6,9 @@ from __future__ import annotations
 import datetime
 import logging
 import zoneinfo
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from d360calling import (
     AsyncClient,
@@ -26,8 +24,6 @@ from d360calling.models import HolidaySchedule, SipServer, WeeklyOperatingHours
 from d360calling.testing import FakeCallingAPI
 
 from .capture import Capture
-from .conftest import FAST_RETRY
-from .helpers import API_KEY
 
 PASSWORD = "s3cr3t-SIP-pa55word"
 MONDAY = (WeeklyOperatingHours(day_of_week="MONDAY", open_time="0900", close_time="1700"),)
@@ -56,20 +52,6 @@ def stored_hours(*dates: str, timezone_id: str = "Europe/Berlin") -> dict[str, A
             },
         }
     }
-
-
-@pytest.fixture
-def wire() -> Iterator[Capture]:
-    with Capture() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def wire_client(wire: Capture) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=API_KEY, base_url=wire.url, retry_policy=FAST_RETRY, strict=True
-    ) as c:
-        yield c
 
 
 def hours_sent(wire: Capture) -> Any:
