@@ -36,6 +36,7 @@ from .errors import (
     ReEngagementRequiredError,
     ResponseDecodeError,
     ServerError,
+    StateUnavailableError,
     UnsuccessfulResponseError,
     WebhookParseError,
 )
@@ -141,6 +142,7 @@ __all__ = (
     "TemplateParameterFormat",
     "TerminateCallRequest",
     "UnsuccessfulResponseError",
+    "StateUnavailableError",
     "WebhookParseError",
     "__version__",
     "call_link",

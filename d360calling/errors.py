@@ -13,6 +13,7 @@ what the API promises - while mistakes in the calling code are separate::
     │   ├── CallUnansweredError                  it rang out, or ringing_timeout passed
     │   └── CallFailedError                      it failed (see ``errors``)
     ├── WebhookParseError (also ValueError)      a webhook body that is not a WhatsApp webhook
+    ├── StateUnavailableError                    a receiver's shared state (Redis) unreachable
     └── APIError                                 something went wrong talking to the API
         ├── APIConnectionError                   no HTTP response: refused, reset, TLS, DNS
         │   └── APITimeoutError                  an attempt ran past its timeout
@@ -104,6 +105,7 @@ __all__ = (
     "ReEngagementRequiredError",
     "ResponseDecodeError",
     "ServerError",
+    "StateUnavailableError",
     "UnsuccessfulResponseError",
     "WebhookParseError",
     "error_from_response",
@@ -167,6 +169,12 @@ class CallUnansweredError(CallNotAnsweredError):
 
 class CallFailedError(CallNotAnsweredError):
     """The call failed before it was answered; ``errors`` carries the webhook's errors."""
+
+
+class StateUnavailableError(D360Error):
+    """A receiver's shared state (``d360calling.fleet.RedisState``) cannot be reached or
+    refused the request: the receiver answers 503 until it is back. The text names the
+    server without its credentials."""
 
 
 class WebhookParseError(D360Error, ValueError):

@@ -72,3 +72,37 @@ async def wire_client(wire: Capture) -> AsyncIterator[AsyncClient]:
         api_key=API_KEY, base_url=wire.url, retry_policy=FAST_RETRY, strict=True
     ) as c:
         yield c
+
+
+# -- a real Redis, for the fleet tests ---------------------------------------------------
+# redis_server: the session's Redis (tests/redis_server.py), started from PATH's redis-server
+# or the one D360_TEST_REDIS_URL names; skipped without one (failed with D360_REQUIRE_REDIS=1)
+# and without redis-py. redis_url: its URL, emptied (FLUSHALL) for each test.
+# Appended here, so imported here: the helper is stdlib and pytest only (no redis-py).
+from .redis_server import START_TIMEOUT, RedisServer, redis_for_tests  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = redis_for_tests()
+    if not server.managed:
+        import redis
+
+        try:
+            with redis.Redis.from_url(server.url, socket_connect_timeout=START_TIMEOUT) as probe:
+                probe.ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"D360_TEST_REDIS_URL names a Redis that does not answer: {exc}")
+    with server:  # starts a managed one (and stops it at the end); an external one as it is
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    if redis_server.managed:
+        redis_server.start()  # running again after a test that stopped it and then failed
+    with redis.Redis.from_url(redis_server.url, socket_timeout=10) as client:
+        client.flushall()
+    return redis_server.url

@@ -21,7 +21,7 @@ from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
 from ._calls import DEFAULT_MAX_RECORDED_CALLS, FakeCall
 from ._clock import FakeClock
-from ._delivery import WebhookDelivery, WebhookLog
+from ._delivery import MAX_WEBHOOK_CONCURRENCY, FleetDelivery, WebhookDelivery, WebhookLog
 from ._enums import (
     CallAction,
     CallDirection,
@@ -53,6 +53,8 @@ from ._server import DEFAULT_API_KEY, FakeCallingAPI
 from ._world import MEDIA_TIMEOUT
 
 __all__ = (
+    "MAX_WEBHOOK_CONCURRENCY",
+    "FleetDelivery",
     "DEFAULT_API_KEY",
     "DEFAULT_MAX_RECORDED_BYTES",
     "DEFAULT_MAX_RECORDED_CALLS",

@@ -1,12 +1,16 @@
-"""How the fake delivers webhooks: one at a time, in order, to the configured URL, with the
-configured custom headers and 360dialog's ``x-360dialog-signature``; retried on failure like
-the real sender. Tests can hold deliveries and release them reversed or duplicated.
+"""How the fake delivers webhooks: in order, to the configured URL (or round-robin across
+several, as to a fleet of receiver workers), with the configured custom headers and
+360dialog's ``x-360dialog-signature``; retried on failure like the real sender. Tests can hold
+deliveries and release them reversed or duplicated, and a fleet test can have a seeded share
+of them duplicated to another URL or swapped with the next one (:class:`FleetDelivery`).
 
 Everything here is bounded, so a receiver that never answers (or a hostile one) cannot hang
 the fake or grow it: each attempt ends after ``timeout`` seconds, the receiver's answer body
 is not kept, there are ``1 + retries`` attempts with pauses doubling up to
-:data:`MAX_RETRY_DELAY`, the log keeps the newest deliveries (:class:`WebhookLog`), and at most
-``max_pending`` deliveries wait to be sent: beyond that the oldest waiting one is given up.
+:data:`MAX_RETRY_DELAY`, at most ``concurrency`` (up to :data:`MAX_WEBHOOK_CONCURRENCY`)
+deliveries are in flight at once, the log keeps the newest deliveries (:class:`WebhookLog`),
+and at most ``max_pending`` deliveries wait to be sent: beyond that the oldest waiting one is
+given up.
 """
 
 from __future__ import annotations
@@ -15,36 +19,109 @@ import asyncio
 import collections
 import json
 import math
+import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import attrs
 
+from .._redact import SecretURL
+from ..errors import InvalidRequestError
 from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
 from ._records import DEFAULT_MAX_RECORDED_BYTES, DEFAULT_MAX_RECORDED_WEBHOOKS, RecordLog
 
 __all__ = (
     "MAX_RETRY_DELAY",
+    "MAX_WEBHOOK_CONCURRENCY",
+    "FleetDelivery",
     "WebhookDelivery",
     "WebhookLog",
     "WebhookSender",
+    "check_webhook_urls",
 )
 
 MAX_RETRY_DELAY = 30.0  # seconds: the doubling pause between attempts stops growing here
+MAX_WEBHOOK_CONCURRENCY = 256  # deliveries in flight at once, at most
 _CLOSE_WAIT = 5.0  # seconds close() waits for the worker to notice it is closing
 _READ_REPLY_UP_TO = 64 * 1024  # a longer (or unsized) answer is not read: only its status counts
+_MAX_URLS = 1024
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def _fraction(name: str) -> Callable[[Any, Any, Any], None]:
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0.0 <= value <= 1.0
+        ):
+            raise InvalidRequestError(f"{name} must be a number from 0 to 1, got {value!r:.40}")
+
+    return check
+
+
+def _seed(instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"seed must be an int, got {value!r:.40}")
+
+
+@attrs.frozen
+class FleetDelivery:
+    """How the fake misbehaves towards a fleet of receiver workers, repeatably from ``seed``.
+
+    - ``duplicate``: the share of webhooks that are *also* delivered, as a separate copy (its
+      own entry in :attr:`FakeCallingAPI.webhooks`), to the URL after the original's in
+      ``webhook_urls`` (so another worker than the original's when there are several);
+    - ``out_of_order``: the share of webhooks that are swapped with the next one produced: the
+      next one is sent first. A webhook moved ahead is not swapped again, so none moves more
+      than one place; a webhook already on its way when the next one is produced (the
+      receiver was idle) is not swapped.
+
+    Each webhook produced (``release_webhooks`` and ``redeliver`` included, copies not) takes
+    two draws of ``random.Random(seed)``, in order: ``random() < duplicate``, then
+    ``random() < out_of_order``. The same seed and the same webhooks give the same decisions.
+    Setting :attr:`FakeCallingAPI.fleet_delivery` starts the draws again from its seed.
+    """
+
+    duplicate: float = attrs.field(default=0.0, validator=_fraction("duplicate"))
+    out_of_order: float = attrs.field(default=0.0, validator=_fraction("out_of_order"))
+    seed: int = attrs.field(default=0, validator=_seed)
+
+
+def check_webhook_urls(urls: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``urls`` checked: ``None`` (no URL: webhooks are recorded, not sent) or a non-empty
+    sequence of distinct non-empty ``str`` URLs. :class:`InvalidRequestError` otherwise."""
+    if urls is None:
+        return None
+    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence):
+        raise InvalidRequestError(
+            "webhook_urls must be a list of URLs (for one URL, webhook_url= or [url])"
+        )
+    if not urls:
+        raise InvalidRequestError("webhook_urls must name at least one URL (or be None)")
+    if len(urls) > _MAX_URLS:
+        raise InvalidRequestError(f"webhook_urls takes at most {_MAX_URLS} URLs")
+    checked: list[str] = []
+    for url in urls:
+        if not isinstance(url, str) or not url:
+            raise InvalidRequestError(
+                f"each of webhook_urls must be a non-empty str, got {url!r:.40}"
+            )
+        if url in checked:
+            raise InvalidRequestError("webhook_urls names a URL twice")
+        checked.append(SecretURL(url))
+    return tuple(checked)
 
 
 @attrs.define(eq=False)
 class WebhookDelivery:
     """One webhook the fake produced. ``status`` is the receiver's HTTP status of the last
     attempt (``None`` while pending, when no URL is set, or when the attempt failed with
-    ``error``)."""
+    ``error``); ``url`` is where the last attempt went (``None`` before the first)."""
 
     field: str
     payload: dict[str, Any]
@@ -53,6 +130,7 @@ class WebhookDelivery:
     status: int | None = None
     error: str | None = None
     delivered: bool = False
+    url: str | None = None
 
     @property
     def value(self) -> dict[str, Any]:
@@ -78,11 +156,20 @@ class WebhookLog(RecordLog[WebhookDelivery]):
         return len(item.body)
 
 
+@attrs.define(eq=False)
+class _Entry:
+    """A delivery waiting to be sent, and its place in the round-robin: attempt ``j`` goes
+    to ``urls[(slot + j) % len(urls)]``."""
+
+    delivery: WebhookDelivery
+    slot: int
+
+
 class WebhookSender:
     def __init__(
         self,
         *,
-        url: str | None,
+        urls: Sequence[str] | None,
         headers: Mapping[str, str] | None,
         signing_secret: str | None,
         retries: int,
@@ -90,17 +177,27 @@ class WebhookSender:
         timeout: float,
         log: WebhookLog | None = None,
         max_pending: int | None = DEFAULT_MAX_RECORDED_WEBHOOKS,
+        concurrency: int = 1,
+        fleet: FleetDelivery | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError("webhook_retries must be an integer >= 0")
+            raise InvalidRequestError("webhook_retries must be an integer >= 0")
         if not (isinstance(retry_delay, (int, float)) and 0 <= retry_delay < math.inf):
-            raise ValueError("webhook_retry_delay must be a finite number of seconds >= 0")
+            raise InvalidRequestError("webhook_retry_delay must be a finite number of seconds >= 0")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
-            raise ValueError("webhook_timeout must be a finite number of seconds > 0")
+            raise InvalidRequestError("webhook_timeout must be a finite number of seconds > 0")
         if max_pending is not None and max_pending < 1:
-            raise ValueError("max_recorded_webhooks must be >= 1 (or None for no limit)")
-        self.url = url
+            raise InvalidRequestError("max_recorded_webhooks must be >= 1 (or None for no limit)")
+        if (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= MAX_WEBHOOK_CONCURRENCY
+        ):
+            raise InvalidRequestError(
+                f"webhook_concurrency must be an int from 1 to {MAX_WEBHOOK_CONCURRENCY}"
+            )
+        self.urls: tuple[str, ...] = check_webhook_urls(urls) or ()
         self.headers = dict(headers or {})
         self.signing_secret = signing_secret
         self.retries = retries
@@ -108,17 +205,36 @@ class WebhookSender:
         self.timeout = float(timeout)
         self.log = log if log is not None else WebhookLog()
         self.max_pending = max_pending
+        self.concurrency = concurrency
         self.sleep = sleep
         self.given_up = 0  # deliveries pushed out of a full queue before they were sent
+        self.duplicated = 0  # copies made by the fleet's duplicate share
+        self.reordered = 0  # swaps made by the fleet's out_of_order share
+        self._fleet: tuple[FleetDelivery, random.Random] | None = None
+        self.fleet = fleet
         self._lock = threading.Lock()
         self._held: list[WebhookDelivery] | None = None
         self._pending = 0
+        self._sequence = 0  # webhooks queued so far: the next one's round-robin slot
+        self._swap_with: _Entry | None = None  # waiting; the next webhook goes before it
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: collections.deque[WebhookDelivery] = collections.deque()
+        self._queue: collections.deque[_Entry] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._closing = False
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def fleet(self) -> FleetDelivery | None:
+        return None if self._fleet is None else self._fleet[0]
+
+    @fleet.setter
+    def fleet(self, fleet: FleetDelivery | None) -> None:
+        if fleet is not None and not isinstance(fleet, FleetDelivery):
+            raise InvalidRequestError("fleet_delivery must be a FleetDelivery or None")
+        # One assignment: the loop reads the pair, never half of an old and half of a new one.
+        self._fleet = None if fleet is None else (fleet, random.Random(fleet.seed))
 
     # -- lifecycle (on the server's loop) -----------------------------------------------
 
@@ -126,9 +242,12 @@ class WebhookSender:
         self._closing = False
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._in_flight = set()
         # No proxy from the environment: webhooks go where the test says, nowhere else.
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=False
+            connector=aiohttp.TCPConnector(limit=max(100, self.concurrency)),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            trust_env=False,
         )
         self._worker = asyncio.create_task(self._run(), name="d360calling-fake-webhooks")
 
@@ -138,9 +257,13 @@ class WebhookSender:
         self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
+        tasks = set(self._in_flight)
         if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.wait({self._worker}, timeout=_CLOSE_WAIT)
+            tasks.add(self._worker)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_WAIT)
         if self._session is not None:
             await self._session.close()
 
@@ -157,7 +280,7 @@ class WebhookSender:
         return delivery
 
     def _send_later(self, deliveries: list[WebhookDelivery]) -> None:
-        if self.url is None or not deliveries:
+        if not self.urls or not deliveries:
             return
         if self._loop is None:
             raise RuntimeError("the fake server is not running")
@@ -166,16 +289,57 @@ class WebhookSender:
         self._loop.call_soon_threadsafe(self._put, deliveries)
 
     def _put(self, deliveries: list[WebhookDelivery]) -> None:
-        """On the loop: queue ``deliveries``, giving up the oldest waiting ones when full."""
+        """On the loop, in the order the webhooks were produced: give each its round-robin
+        slot and the fleet's decisions, and queue it, giving up the oldest waiting ones when
+        full."""
         assert self._wakeup is not None
         for delivery in deliveries:
-            if self.max_pending is not None and len(self._queue) >= self.max_pending:
-                oldest = self._queue.popleft()
-                oldest.error = "not sent: more than max_recorded_webhooks were waiting"
-                self.given_up += 1
-                self._done()
-            self._queue.append(delivery)
+            entry = _Entry(delivery, self._sequence)
+            self._sequence += 1
+            group = [entry]
+            duplicate = out_of_order = False
+            fleet = self._fleet
+            if fleet is not None:
+                config, rng = fleet
+                duplicate = rng.random() < config.duplicate
+                out_of_order = rng.random() < config.out_of_order
+            if duplicate:
+                # To the URL after the original's, as a delivery of its own.
+                group.append(_Entry(self._copy(delivery), entry.slot + 1))
+                self.duplicated += 1
+                with self._lock:
+                    self._pending += 1
+            for _ in group:
+                self._make_room()
+            place = self._place_of(self._swap_with)
+            if place is not None:
+                # The previous webhook (and its copy) is still waiting: this one goes first,
+                # and having moved ahead is not swapped again.
+                for offset, item in enumerate(group):
+                    self._queue.insert(place + offset, item)
+                self.reordered += 1
+                self._swap_with = None
+            else:
+                self._queue.extend(group)
+                self._swap_with = entry if out_of_order else None
         self._wakeup.set()
+
+    def _make_room(self) -> None:
+        if self.max_pending is not None and len(self._queue) >= self.max_pending:
+            oldest = self._queue.popleft()
+            oldest.delivery.error = "not sent: more than max_recorded_webhooks were waiting"
+            self.given_up += 1
+            self._done()
+
+    def _place_of(self, entry: _Entry | None) -> int | None:
+        """Where ``entry`` waits in the queue: it was queued last (maybe with its copy after
+        it), so it is one of the last two, or it is gone."""
+        if entry is None:
+            return None
+        for place in range(len(self._queue) - 1, max(len(self._queue) - 3, -1), -1):
+            if self._queue[place] is entry:
+                return place
+        return None
 
     def _done(self) -> None:
         with self._lock:
@@ -211,29 +375,44 @@ class WebhookSender:
     # -- sending ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Start the waiting deliveries in queue order, at most ``concurrency`` at once (with
+        1, each ends before the next starts)."""
         assert self._wakeup is not None
         while True:
-            while not self._queue and not self._closing:
+            while (
+                not self._queue or len(self._in_flight) >= self.concurrency
+            ) and not self._closing:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             if self._closing:
                 return
-            delivery = self._queue.popleft()
-            try:
-                await self._deliver(delivery)
-            finally:
-                self._done()
+            entry = self._queue.popleft()
+            task = asyncio.create_task(self._deliver(entry), name="d360calling-fake-webhook")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
 
-    async def _deliver(self, delivery: WebhookDelivery) -> None:
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # No exception to retrieve: _deliver records on the delivery what went wrong.
+        self._in_flight.discard(task)
+        self._done()
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _deliver(self, entry: _Entry) -> None:
+        delivery = entry.delivery
         headers = {"Content-Type": "application/json", **self.headers}
         if self.signing_secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.signing_secret, delivery.body)
         delay = self.retry_delay
         for attempt in range(self.retries + 1):
-            url = self.url
-            if url is None or self._closing:
+            urls = self.urls  # read each time: the test may change them
+            if not urls or self._closing:
                 return
+            # A failed attempt is tried again on the next URL: a dead worker's webhooks reach
+            # the others.
+            url = urls[(entry.slot + attempt) % len(urls)]
             delivery.attempts += 1
+            delivery.url = url
             try:
                 # The session's total timeout does not cover every wait (closing a request
                 # whose body the receiver never reads); this bounds the whole attempt.
@@ -243,6 +422,9 @@ class WebhookSender:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 # The type and text only: no aiohttp object (it carries our headers) is kept.
                 delivery.status, delivery.error = None, f"{type(exc).__name__}: {exc}"[:500]
+            except Exception as exc:  # an aiohttp error of another kind (a malformed URL...)
+                delivery.status, delivery.error = None, f"{type(exc).__name__}: {exc}"[:500]
+                return
             else:
                 delivery.status, delivery.error = status, None
                 if 200 <= status < 300:

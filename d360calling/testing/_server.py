@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +18,13 @@ from aiohttp import web
 from .._async_client import AsyncClient
 from .._options import ClientOptions
 from .._sync_client import Client
+from ..errors import InvalidRequestError
 from . import _payloads as payloads
 from ._calls import DEFAULT_MAX_RECORDED_CALLS, FakeCall
 from ._clock import FakeClock
 from ._contract import contract
 from ._control import CONTROL_PREFIX, control_route
-from ._delivery import WebhookDelivery, WebhookLog, WebhookSender
+from ._delivery import FleetDelivery, WebhookDelivery, WebhookLog, WebhookSender, check_webhook_urls
 from ._enums import PermissionReplyResponse, PermissionReplySource
 from ._faults import Fault, FaultPlan, InjectedFault, RandomFaults
 from ._http import MAX_REQUEST_BYTES, Handler
@@ -62,6 +63,15 @@ class FakeCallingAPI:
     a real client (:meth:`async_client`, :meth:`client`). Webhooks go to ``webhook_url``;
     every request and every webhook is recorded.
 
+    For a fleet of receiver workers, give ``webhook_urls`` instead (a list; ``webhook_url``
+    is the same with one URL, and giving both is an error): the i-th webhook produced goes to
+    ``webhook_urls[i % n]``, and a failed attempt (no connection, a timeout, a non-2xx status)
+    is retried on the next URL, so a dead worker's webhooks reach the others
+    (:attr:`WebhookDelivery.url` tells where the last attempt went). ``webhook_concurrency``
+    deliveries are in flight at once (1, the default: one at a time, in order);
+    ``fleet_delivery`` (a :class:`FleetDelivery`) duplicates a seeded share of them to
+    another URL and swaps another share with the next one.
+
     Users are phone numbers or business-scoped ids (``US.1349…``, api-2026 §5): a phone user
     gets a business-scoped id of their own (:meth:`add_user` tells it), carried in every
     webhook next to the number; a user known only by such an id comes with no phone number
@@ -89,7 +99,8 @@ class FakeCallingAPI:
     - A request body over 1 MiB is refused with 413 before it is read. A webhook is tried
       ``1 + webhook_retries`` times, each attempt ending after ``webhook_timeout`` seconds,
       with pauses from ``webhook_retry_delay`` doubling up to 30 s; redirects are not
-      followed and the receiver's answer body is not kept.
+      followed and the receiver's answer body is not kept. At most 256 are in flight at once
+      (``webhook_concurrency``).
 
     Each API request body is checked against the OpenAPI contract and the documented rules
     (see ``d360calling/testing/documented-requests.json``); a refused body gets Meta's error
@@ -104,6 +115,9 @@ class FakeCallingAPI:
         host: str = "127.0.0.1",
         port: int = 0,
         webhook_url: str | None = None,
+        webhook_urls: Sequence[str] | None = None,
+        webhook_concurrency: int = 1,
+        fleet_delivery: FleetDelivery | None = None,
         webhook_headers: Mapping[str, str] | None = None,
         webhook_signing_secret: str | None = None,
         webhook_retries: int = 2,
@@ -133,8 +147,10 @@ class FakeCallingAPI:
         self.clock = clock or FakeClock()
         self._contract = contract()  # fails here, not on the first request, without jsonschema
         self._faults = FaultPlan()
+        if webhook_url is not None and webhook_urls is not None:
+            raise InvalidRequestError("give webhook_url or webhook_urls, not both")
         self._sender = WebhookSender(
-            url=webhook_url,
+            urls=_one_url(webhook_url) if webhook_urls is None else webhook_urls,
             headers=webhook_headers,
             signing_secret=webhook_signing_secret,
             retries=webhook_retries,
@@ -142,6 +158,8 @@ class FakeCallingAPI:
             timeout=webhook_timeout,
             log=WebhookLog(max_recorded_webhooks, max_recorded_bytes),
             max_pending=max_recorded_webhooks,
+            concurrency=webhook_concurrency,
+            fleet=fleet_delivery,
         )
         self._world = FakeWorld(
             emit=self._emit,
@@ -542,11 +560,35 @@ class FakeCallingAPI:
 
     @property
     def webhook_url(self) -> str | None:
-        return self._sender.url
+        """Where webhooks go (``None``: nowhere, they are only recorded); with several
+        :attr:`webhook_urls`, the first of them. Setting it sets :attr:`webhook_urls` to
+        ``[url]``."""
+        urls = self._sender.urls
+        return urls[0] if urls else None
 
     @webhook_url.setter
     def webhook_url(self, url: str | None) -> None:
-        self._sender.url = url
+        self._sender.urls = check_webhook_urls(_one_url(url)) or ()
+
+    @property
+    def webhook_urls(self) -> tuple[str, ...] | None:
+        """The URLs webhooks go to, round-robin (``None``: nowhere). Settable (a non-empty
+        list of distinct URLs, or ``None``); webhooks already waiting go to the new URLs."""
+        return self._sender.urls or None
+
+    @webhook_urls.setter
+    def webhook_urls(self, urls: Sequence[str] | None) -> None:
+        self._sender.urls = check_webhook_urls(urls) or ()
+
+    @property
+    def fleet_delivery(self) -> FleetDelivery | None:
+        """The seeded duplicates and swaps (:class:`FleetDelivery`), or ``None``. Settable:
+        the draws start again from the new one's seed."""
+        return self._sender.fleet
+
+    @fleet_delivery.setter
+    def fleet_delivery(self, fleet: FleetDelivery | None) -> None:
+        self._sender.fleet = fleet
 
     def hold_webhooks(self) -> None:
         """Keep new webhooks back until :meth:`release_webhooks`."""
@@ -588,3 +630,11 @@ class FakeCallingAPI:
         if request.path.startswith(CONTROL_PREFIX):
             return control_route(self._world, request)
         return api_route(self._world, self._contract, request)
+
+
+def _one_url(url: str | None) -> list[str] | None:
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        raise InvalidRequestError(f"webhook_url must be a str or None, got {url!r:.40}")
+    return [url]

@@ -35,6 +35,7 @@ from ._dedupe import DedupeMemory, InMemoryDedupeMemory
 from ._outbound import CallAnswer, CallOutcome, OutboundCall, OutboundCallState
 from ._parse import MAX_ID_LENGTH, MAX_TIMESTAMP, parse_webhook
 from ._receiver import MAX_EARLY_EVENTS, WebhookReceiver
+from ._state import EventClaim, InMemoryState, ReceiverState, StateListener
 from ._tracker import CallRecord, CallStore, CallTracker, InMemoryCallStore
 from ._waiters import MAX_REMEMBERED_ANSWERS, PermissionOutcome, PermissionWaitResult
 
@@ -61,8 +62,10 @@ __all__ = (
     "CallTranscriptionAvailableEvent",
     "ContactProfile",
     "DedupeMemory",
+    "EventClaim",
     "InMemoryCallStore",
     "InMemoryDedupeMemory",
+    "InMemoryState",
     "MessageStatus",
     "MessageStatusEvent",
     "OutboundCall",
@@ -70,7 +73,9 @@ __all__ = (
     "PermissionOutcome",
     "PermissionReplyEvent",
     "PermissionWaitResult",
+    "ReceiverState",
     "SipCallCreatedEvent",
+    "StateListener",
     "SyncCallActions",
     "SyncOutboundCall",
     "UnknownEvent",

@@ -192,6 +192,8 @@ class OutboundCall:
         self._over = asyncio.Event()
         self._hangup_lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        # The receiver's topics for this call (its webhooks that land on other workers).
+        self.watched: list[str] = []
 
     def __repr__(self) -> str:
         return f"<OutboundCall {self.call_id} {self.state}>"

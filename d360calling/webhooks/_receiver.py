@@ -24,17 +24,25 @@ import json
 import logging
 import math
 import time
+import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
+import attrs
 from aiohttp import web
 from aiohttp.streams import StreamReader
 
 from .._async_client import AsyncClient
 from .._redact import Secret, SecretBytes
-from ..errors import ClientClosedError, ClientMisuseError, InvalidRequestError, WebhookParseError
+from ..errors import (
+    ClientClosedError,
+    ClientMisuseError,
+    InvalidRequestError,
+    StateUnavailableError,
+    WebhookParseError,
+)
 from ..models.calls import CallRecording, CallTranscription
 from ..models.webhooks import (
     AccountSettingsUpdateEvent,
@@ -51,9 +59,10 @@ from ..models.webhooks import (
     WebhookEvent,
 )
 from ._auth import WebhookAuth
-from ._dedupe import DedupeMemory, InMemoryDedupeMemory
+from ._dedupe import DedupeMemory
 from ._outbound import AsyncClientActions, OutboundActions, OutboundCall
 from ._parse import _TooManyEvents, parse_webhook
+from ._state import EventClaim, InMemoryState, ReceiverState, decode_payload
 from ._tracker import CallRecord, CallTracker
 from ._waiters import (
     PermissionWaiters,
@@ -61,6 +70,7 @@ from ._waiters import (
     check_message_id,
     check_timeout,
     check_user,
+    user_key,
 )
 
 __all__ = (
@@ -98,6 +108,9 @@ MAX_EARLY_EVENTS: Final = 1_000
 for its connect answer (webhooks can arrive before it), to replay to the call once its id is
 known; the oldest call's events go first. Nothing is kept while no connect is in flight."""
 _OUTBOUND_KINDS: Final = (CallConnectEvent, CallStatusEvent, CallTerminateEvent)
+_KEEP_UP_TO: Final = 64 * 1024  # bodies larger than this are published but not kept a while
+_HEARD: Final = 4_096  # events heard from other workers remembered, so none is fed twice
+_APPLY_RETRIES: Final = (0.1, 0.5, 2.0)  # pauses before applying to a state that failed
 
 
 class _Refusal(Exception):
@@ -194,6 +207,16 @@ class WebhookReceiver:
     (``disconnected``). Refusals are counted in :attr:`stats` and logged at most once a
     minute per kind; none is an ERROR or a traceback.
 
+    **State**: everything the receiver remembers (which events it acted on, the call
+    records, its unfinished work) lives in ``state``, a :class:`ReceiverState`: by default an
+    :class:`InMemoryState` built from ``tracker`` and ``dedupe`` (one process's memory); a
+    ``d360calling.fleet.RedisState`` shares it between the workers of a fleet, so that a
+    duplicate landing on another worker is dropped, a connect whose call ended on another
+    worker is stale, and :meth:`wait_for_permission` and :meth:`place_call` hear events that
+    land on other workers (see ``docs/fleet.md``). While the state cannot be reached, every
+    delivery is answered 503 with ``Retry-After`` (``stats["unavailable"]``). :meth:`start`
+    connects it (the app does it on startup).
+
     **Replays and duplicates**: each event's key (call id + event + status; a digest of the
     item for unmodelled ones) goes to ``dedupe``, a :class:`DedupeMemory`; the default keeps
     the newest ``remember`` keys in memory. A validly signed delivery replayed after a restart,
@@ -247,6 +270,7 @@ class WebhookReceiver:
         insecure_no_auth: bool = False,
         max_age: float | None = 300.0,
         allow_missing_timestamp: bool = False,
+        state: ReceiverState | None = None,
         tracker: CallTracker | None = None,
         dedupe: DedupeMemory | None = None,
         remember: int = 100_000,
@@ -306,9 +330,21 @@ class WebhookReceiver:
         self._on_stale = on_stale
         self.max_age = None if max_age is None else _seconds("max_age", max_age)
         self.allow_missing_timestamp = bool(allow_missing_timestamp)
-        self.tracker = tracker if tracker is not None else CallTracker()
         _count("remember", remember)
-        self.dedupe: DedupeMemory = dedupe if dedupe is not None else InMemoryDedupeMemory(remember)
+        if state is not None and (tracker is not None or dedupe is not None):
+            raise InvalidRequestError(
+                "state= holds the call records and the dedupe memory: give it, or tracker= "
+                "and dedupe=, not both"
+            )
+        self.state: ReceiverState = (
+            state
+            if state is not None
+            else InMemoryState(tracker=tracker, dedupe=dedupe, remember=remember)
+        )
+        self._started = False
+        self._starting: asyncio.Lock | None = None
+        self._heard: OrderedDict[str, None] = OrderedDict()
+        self._unwatching: set[asyncio.Task[None]] = set()
         self.max_body_bytes = _count("max_body_bytes", max_body_bytes)
         self.body_timeout = _seconds("body_timeout", body_timeout)
         self.max_events_per_delivery = _count("max_events_per_delivery", max_events_per_delivery)
@@ -369,8 +405,12 @@ class WebhookReceiver:
                 "too_many_events",  # 503
                 "overloaded",  # 503: pending callbacks, pending or reading bytes at their cap,
                 # or closing
+                "unavailable",  # 503: the state (Redis) could not be reached
                 "callback_timeouts",
                 "cancelled",  # callbacks cancelled by close()
+                "heard",  # events of watched calls and users heard from other workers
+                "recovered",  # events a dead worker claimed, acted on here
+                "state_errors",  # record updates or finishes the state failed
             ),
             0,
         )
@@ -383,11 +423,31 @@ class WebhookReceiver:
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post(path, self.handle)
 
+        async def startup(_: web.Application) -> None:
+            await self.start()
+
         async def cleanup(_: web.Application) -> None:
             await self.close()
 
+        app.on_startup.append(startup)
         app.on_cleanup.append(cleanup)
         return app
+
+    async def start(self) -> None:
+        """Connect the state (a :class:`~d360calling.fleet.RedisState`: a wrong URL or
+        credentials raise :class:`~d360calling.StateUnavailableError` here, not on the first
+        webhook) and start its background work; idempotent. The app does it on startup;
+        :meth:`handle` does it on the first delivery when nobody did."""
+        if self._started:
+            return
+        if self._closing:
+            raise _closed_error()
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self._started:
+                await self.state.start(self)
+                self._started = True
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp handler: 200 once the delivery is accepted (its callbacks run after),
@@ -407,6 +467,13 @@ class WebhookReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         if self._closing:
             raise _Refusal("overloaded", 503, "the receiver is shutting down", unread=True)
+        if not self._started:
+            try:
+                await self.start()
+            except StateUnavailableError:
+                raise _Refusal(
+                    "unavailable", 503, "the receiver's state is unavailable", unread=True
+                ) from None
         # What the headers alone decide comes before the body is read: a request without the
         # shared secret costs no memory and no read time.
         if not self.auth.check_header(request.headers):
@@ -447,7 +514,7 @@ class WebhookReceiver:
             # is cancelled meanwhile (its keys must not stay recorded without their callbacks).
             self._reserved += need
             self._pending_bytes += size
-            accepting = asyncio.ensure_future(self._accept(events, size))
+            accepting = asyncio.ensure_future(self._accept(events, body))
             accepting.add_done_callback(_retrieved)  # its refusal is not "never retrieved"
             try:
                 await asyncio.shield(accepting)
@@ -535,44 +602,43 @@ class WebhookReceiver:
 
     # -- dispatch -----------------------------------------------------------------------
 
-    async def _accept(self, events: list[WebhookEvent], size: int) -> None:
-        """Record the delivery's keys and start its callbacks; on a dedupe memory that fails,
-        take back what was recorded and refuse the delivery (503), so it is delivered again."""
-        recorded: list[str] = []
-        fresh: list[WebhookEvent] = []
+    async def _accept(self, events: list[WebhookEvent], body: bytes) -> None:
+        """Claim the delivery's events in the state and start the callbacks of those this
+        worker acts on; on a state that fails, refuse the delivery (503), so it is delivered
+        again (the state takes back what it claimed)."""
+        size = len(body)
+        claims = [_claim(event, index, size) for index, event in enumerate(events)]
         try:
-            for event in events:
-                key = _memory_key(event)
-                if key is not None:
-                    if not await self.dedupe.first_time(key):
-                        self.stats["duplicates"] += 1
-                        continue
-                    recorded.append(key)
-                fresh.append(event)
+            fresh = await self.state.claim(body, claims)
         except (Exception, asyncio.CancelledError) as exc:
-            # A failing or cancelled dedupe call: the delivery is refused, what it recorded
-            # and reserved given back (its redelivery must be acted on).
             self._pending_bytes -= size
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            if not cancelled:
-                _log.exception("webhook dedupe memory failed; the delivery is refused")
-            for key in recorded:
-                try:
-                    await self.dedupe.forget(key)
-                except Exception:
-                    _log.exception("webhook dedupe memory failed to forget a key")
-            if cancelled:
+            if isinstance(exc, asyncio.CancelledError):
                 raise
+            if isinstance(exc, StateUnavailableError):
+                # The state logs an outage once; each refusal is throttled like the others.
+                raise _Refusal("unavailable", 503, "the receiver's state is unavailable") from None
+            _log.exception("webhook dedupe memory failed; the delivery is refused")
             raise _Refusal("overloaded", 503, "the dedupe memory failed") from None
         finally:
             self._reserved -= len(events)
+        if len(fresh) != len(claims):  # a state of the user's own that breaks its contract
+            self._pending_bytes -= size
+            _log.error("webhook state answered %d claims for %d", len(fresh), len(claims))
+            raise _Refusal("overloaded", 503, "the dedupe memory failed")
         self.stats["events"] += len(events)
-        if not fresh:
+        self.stats["duplicates"] += fresh.count(False)
+        started = [
+            (event, claim) for event, claim, new in zip(events, claims, fresh, strict=True) if new
+        ]
+        if not started:
             self._pending_bytes -= size
             return
-        delivery = _Delivery(len(fresh), size)
-        for event in fresh:
-            task = asyncio.create_task(self._run(event, self._stale_reason(event)))
+        self._start_runs(started, size)
+
+    def _start_runs(self, runs: list[tuple[WebhookEvent, EventClaim]], size: int) -> None:
+        delivery = _Delivery(len(runs), size)
+        for event, claim in runs:
+            task = asyncio.create_task(self._run(event, self._stale_reason(event), claim))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._finished, delivery))
 
@@ -600,7 +666,19 @@ class WebhookReceiver:
             return f"{-age:.0f} s in the future (more than max_age {self.max_age:.0f} s ahead)"
         return None
 
-    async def _run(self, event: WebhookEvent, stale: str | None) -> None:
+    async def _run(self, event: WebhookEvent, stale: str | None, claim: EventClaim) -> None:
+        try:
+            await self._run_locked(event, stale)
+        finally:
+            try:
+                await self.state.finish(claim)
+            except Exception as exc:
+                self.stats["state_errors"] += 1
+                self._throttled.warn(
+                    "state_finish", "webhook state could not finish an event: %s", _text(exc)
+                )
+
+    async def _run_locked(self, event: WebhookEvent, stale: str | None) -> None:
         call_id = getattr(event, "call_id", None)
         lock = None
         if call_id is not None:
@@ -617,13 +695,17 @@ class WebhookReceiver:
             _log.exception("webhook callback failed for %s", type(event).__name__)
 
     async def _dispatch(self, event: WebhookEvent, stale: str | None) -> None:
-        if stale is None and isinstance(event, CallConnectEvent):
-            # The call store is the memory of ended calls (under this call's lock, so a
-            # terminate that arrived first has been applied).
-            record = await self.tracker.get(event.call_id)
-            if record is not None and record.ended:
+        if isinstance(event, _OUTBOUND_KINDS):
+            # The call records are the memory of ended calls: a connect whose call ended
+            # (anywhere in the fleet: the state applies atomically) is not acted on.
+            before = await self._apply(event)
+            if (
+                stale is None
+                and isinstance(event, CallConnectEvent)
+                and before is not None
+                and before.ended
+            ):
                 stale = "the call already ended (its terminate arrived first)"
-        await self.tracker.apply(event)
         try:
             self._feed_workflows(event, stale)
         except Exception:  # a waiter's failure must not cost the user's callbacks
@@ -639,6 +721,26 @@ class WebhookReceiver:
             await self._guarded(f"on_{event.kind}", pending)
         if self._on_event is not None:
             await self._guarded("on_event", self._on_event(event))
+
+    async def _apply(
+        self, event: CallConnectEvent | CallStatusEvent | CallTerminateEvent
+    ) -> CallRecord | None:
+        """Apply ``event`` to its call's record; the record before. A state that cannot be
+        reached is tried again a few times; then the event is acted on without its record
+        (it was accepted already: the sender will not deliver it again)."""
+        for pause in (*_APPLY_RETRIES, None):
+            try:
+                before, _ = await self.state.apply(event)
+                return before
+            except Exception as exc:
+                self.stats["state_errors"] += 1
+                self._throttled.warn(
+                    "state_apply", "webhook state could not apply an event: %s", _text(exc)
+                )
+                if pause is None or self._closing:
+                    return None
+                await self._sleep(pause)
+        return None  # pragma: no cover - the loop returns
 
     async def _guarded(self, name: str, callback: Awaitable[None]) -> None:
         """Await a callback, cancelling it after ``callback_timeout`` seconds."""
@@ -710,6 +812,98 @@ class WebhookReceiver:
             ):
                 self._keep_early(event)
 
+    # -- from other workers (the state calls these) ----------------------------------------
+
+    def heard(self, payload: bytes) -> None:
+        """An event another worker received, published to a topic this worker watches: fed
+        to the waits and placed calls here (its callbacks run where it was claimed)."""
+        event = self._event_of(payload, skip_own=True)
+        if event is None:
+            return
+        key = _memory_key(event)
+        if key is not None:
+            if key in self._heard:
+                return  # heard already (published and recalled both)
+            self._heard[key] = None
+            if len(self._heard) > _HEARD:
+                self._heard.popitem(last=False)
+        self.stats["heard"] += 1
+        try:
+            self._feed_workflows(event, self._stale_reason(event))
+        except Exception:
+            _log.exception("webhook workflow failed for %s", type(event).__name__)
+
+    def recovered(self, payloads: Sequence[tuple[str, bytes]]) -> None:
+        """Events a dead worker claimed and did not finish: acted on here, as if this
+        worker had claimed them (it has: they are its work now)."""
+        if self._closing:
+            return
+        runs: list[tuple[WebhookEvent, EventClaim]] = []
+        size = 0
+        for work, payload in payloads:
+            event = self._event_of(payload, skip_own=False)
+            decoded = decode_payload(payload)
+            if event is None or decoded is None:
+                continue
+            claim = _claim(event, decoded[1], len(decoded[2]))
+            runs.append((event, attrs.evolve(claim, work=work)))
+            size += len(decoded[2])
+        if runs:
+            self.stats["recovered"] += len(runs)
+            _log.warning("webhook receiver took over %d events of a dead worker", len(runs))
+            self._pending_bytes += size
+            self._start_runs(runs, size)
+
+    def _event_of(self, payload: bytes, *, skip_own: bool) -> WebhookEvent | None:
+        decoded = decode_payload(payload)
+        if decoded is None:
+            self._throttled.warn("state_payload", "webhook state sent a payload not of ours")
+            return None
+        worker, index, body = decoded
+        if skip_own and worker == self.state.worker:
+            return None
+        try:
+            events = parse_webhook(body, max_events=self.max_events_per_delivery)
+        except WebhookParseError:
+            self._throttled.warn("state_payload", "webhook state sent a payload not of ours")
+            return None
+        return events[index] if index < len(events) else None
+
+    async def _watch(self, topics: Sequence[str]) -> list[str]:
+        """Watch ``topics``; those now watched (all, or none if the state failed)."""
+        watched: list[str] = []
+        try:
+            for topic in topics:
+                await self.state.watch(topic)
+                watched.append(topic)
+        except BaseException:
+            self._unwatch_later(watched)
+            raise
+        return watched
+
+    def _unwatch_later(self, topics: Sequence[str]) -> None:
+        if not topics:
+            return
+
+        async def unwatch() -> None:
+            for topic in topics:
+                try:
+                    await self.state.unwatch(topic)
+                except Exception as exc:
+                    self._throttled.warn(
+                        "state_watch", "webhook state could not stop a watch: %s", _text(exc)
+                    )
+
+        task = asyncio.ensure_future(unwatch())
+        self._unwatching.add(task)
+        task.add_done_callback(self._unwatching.discard)
+
+    async def _recall(self, topic: str) -> None:
+        """Feed what other workers kept under ``topic`` (an answer or a call's events that
+        arrived before this worker watched it)."""
+        for payload in await self.state.recall(topic):
+            self.heard(payload)
+
     def _keep_early(self, event: CallConnectEvent | CallStatusEvent | CallTerminateEvent) -> None:
         self._early.setdefault(event.call_id, []).append(event)
         self._early_count += 1
@@ -745,7 +939,17 @@ class WebhookReceiver:
         request = check_message_id(message_id)
         if self._closing:
             raise _closed_error()
-        return await self._waiters.wait(checked, seconds, request)
+        await self.start()
+        topics = [f"user:{user_key(checked)}"]
+        if request is not None:
+            topics.append(f"msg:{request}")
+        watched = await self._watch(topics)
+        try:
+            if request is not None:
+                await self._recall(f"msg:{request}")
+            return await self._waiters.wait(checked, seconds, request)
+        finally:
+            self._unwatch_later(watched)
 
     async def place_call(
         self,
@@ -828,6 +1032,20 @@ class WebhookReceiver:
             self._outbound[call_id] = call
             for event in early:  # what arrived before connect's answer, in order
                 call.feed(event)
+            topic = f"call:{call_id}"
+            try:
+                # Its webhooks may land on other workers: hear them, and what came before.
+                call.watched = await self._watch([topic])
+                await self._recall(topic)
+                if call.outcome is not None:  # over already: _call_over has run
+                    self._unwatch_later(call.watched)
+                    call.watched = []
+            except StateUnavailableError as exc:
+                self._throttled.warn(
+                    "state_watch",
+                    "a placed call is followed by this worker's webhooks only: %s",
+                    _text(exc),
+                )
             call.start()
             return call
         finally:
@@ -842,6 +1060,8 @@ class WebhookReceiver:
     def _call_over(self, call: OutboundCall) -> None:
         if self._outbound.get(call.call_id) is call:
             del self._outbound[call.call_id]
+        watched, call.watched = call.watched, []
+        self._unwatch_later(watched)
 
     @property
     def waiting(self) -> int:
@@ -854,8 +1074,8 @@ class WebhookReceiver:
         return len(self._outbound)
 
     async def call(self, call_id: str) -> CallRecord | None:
-        """The tracked state of a call."""
-        return await self.tracker.get(call_id)
+        """The tracked state of a call (from the state: fleet-wide with a shared one)."""
+        return await self.state.record(call_id)
 
     @property
     def pending(self) -> int:
@@ -887,6 +1107,14 @@ class WebhookReceiver:
         for call in list(self._outbound.values()):
             call.close(_closed_error)
         self._outbound.clear()
+        try:
+            await self._close_callbacks(timeout)
+        finally:
+            if self._unwatching:
+                await asyncio.wait(set(self._unwatching), timeout=_CANCEL_GRACE)
+            await self.state.close()
+
+    async def _close_callbacks(self, timeout: float | None) -> None:
         if await self.drain(timeout):
             return
         running = {*self._tasks, *self._abandoned}
@@ -931,6 +1159,37 @@ def _closed_error() -> ClientClosedError:
 def _retrieved(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _claim(event: WebhookEvent, index: int, size: int) -> EventClaim:
+    """How the state is asked to claim ``event``: its key, and the topics of the call or user
+    it concerns (where the worker holding a wait or a placed call hears it)."""
+    key = _memory_key(event)
+    work = key if key is not None else f"nokey:{uuid.uuid4().hex}"
+    topics: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    call_id: str | None = None
+    if isinstance(event, _OUTBOUND_KINDS):
+        call_id = event.call_id
+        topics = (f"call:{call_id}",)
+        inbound = getattr(event, "is_inbound", False)
+        if not inbound and size <= _KEEP_UP_TO:
+            keep = topics  # a placed call's events, for its handle to replay
+    elif isinstance(event, PermissionReplyEvent):
+        topics = tuple(sorted({f"user:{user_key(user)}" for user in event.user_ids}))
+        context = event.context_id
+        if context is not None and not context.startswith("wacid.") and size <= _KEEP_UP_TO:
+            topics = (*topics, f"msg:{context}")
+            keep = (f"msg:{context}",)
+    elif isinstance(event, MessageStatusEvent) and event.failed:
+        topics = (f"msg:{event.message_id}",)
+        if size <= _KEEP_UP_TO:
+            keep = topics
+    return EventClaim(key=key, work=work, index=index, call_id=call_id, topics=topics, keep=keep)
+
+
+def _text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _memory_key(event: WebhookEvent) -> str | None:

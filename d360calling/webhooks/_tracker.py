@@ -63,7 +63,8 @@ class CallRecord:
     end_status: str | None = None  # COMPLETED | FAILED | REJECTED (declined by the user)
     errors: tuple[WebhookError, ...] = ()
     biz_opaque_callback_data: str | None = None
-    events: tuple[str, ...] = ()  # "connect", "status:RINGING", "terminate", ... as applied
+    # "connect", "status:RINGING", "terminate", ...: in lifecycle order, however they arrived
+    events: tuple[str, ...] = ()
 
     @property
     def ended(self) -> bool:
@@ -207,8 +208,29 @@ def _fold(
         )
         if record.end_status != "REJECTED":
             changes["end_status"] = str(event.status) if event.status else None
-    events = record.events if len(record.events) >= MAX_RECORD_EVENTS else (*record.events, label)
+    events = (
+        record.events if len(record.events) >= MAX_RECORD_EVENTS else _placed(record.events, label)
+    )
     return attrs.evolve(record, events=events, **changes)  # type: ignore[arg-type]
+
+
+def _rank(label: str) -> int:
+    if label == "connect":
+        return 0
+    if label == "status:RINGING":
+        return 1
+    return 3 if label == "terminate" else 2
+
+
+def _placed(events: tuple[str, ...], label: str) -> tuple[str, ...]:
+    """``label`` added in its call's lifecycle order (connect, ringing, accepted or rejected,
+    terminate), wherever it arrived: a record is the same whichever worker applied which
+    event first (events of one rank stay in the order they were applied)."""
+    rank = _rank(label)
+    at = len(events)
+    while at and _rank(events[at - 1]) > rank:
+        at -= 1
+    return (*events[:at], label, *events[at:])
 
 
 def _kept(error: WebhookError) -> WebhookError:

@@ -1,0 +1,96 @@
+"""The Lua scripts that make each step of :class:`~d360calling.fleet.RedisState` one atomic
+round trip. Redis runs a script without interleaving other commands, so "claim or not" and
+"compare and set" need no locks. Keys are named by the caller (one Redis, not a cluster: a
+delivery's keys are not in one hash slot)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ("CLAIM", "COMPARE_AND_SET", "TAKE_OVER", "UNCLAIM")
+
+# ARGV[1]: a JSON spec {w: worker, wk: work hash, dt: dedupe ttl ms, kt: kept ttl ms,
+# km: kept per topic, e: [{d: dedupe key or "", f: work field, i: index, r: record key or
+# "", p: [channels], k: [kept lists]}]}; ARGV[2]: the delivery's body.
+# Returns, per event: 1/0 (claimed here or not), the record's version and data (or false).
+CLAIM: Final = """
+local spec = cjson.decode(ARGV[1])
+local body = ARGV[2]
+local out = {}
+local claimed_any = false
+for _, e in ipairs(spec.e) do
+  local fresh = 1
+  if e.d ~= '' then
+    if not redis.call('SET', e.d, spec.w, 'NX', 'PX', spec.dt) then fresh = 0 end
+  end
+  local ver, data = false, false
+  if e.r ~= '' and redis.call('TYPE', e.r).ok == 'hash' then
+    local got = redis.call('HMGET', e.r, 'ver', 'data')
+    ver, data = got[1], got[2]
+  end
+  if fresh == 1 then
+    claimed_any = true
+    local payload = spec.w .. '\\n' .. e.i .. '\\n' .. body
+    redis.call('HSET', spec.wk, e.f, payload)
+    for _, channel in ipairs(e.p) do redis.call('PUBLISH', channel, payload) end
+    for _, kept in ipairs(e.k) do
+      local kind = redis.call('TYPE', kept).ok
+      if kind ~= 'list' and kind ~= 'none' then redis.call('DEL', kept) end
+      redis.call('RPUSH', kept, payload)
+      redis.call('LTRIM', kept, -spec.km, -1)
+      redis.call('PEXPIRE', kept, spec.kt)
+    end
+  end
+  out[#out + 1] = fresh
+  out[#out + 1] = ver
+  out[#out + 1] = data
+end
+if claimed_any then redis.call('PEXPIRE', spec.wk, spec.dt) end
+return out
+"""
+
+# KEYS[1]: the record; ARGV: expected version ("0": none), new version, data, ttl ms.
+# Returns {1} when set, else {0, current version, current data}.
+COMPARE_AND_SET: Final = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+local ver, data = '0', false
+if kind == 'hash' then
+  local got = redis.call('HMGET', KEYS[1], 'ver', 'data')
+  ver, data = got[1] or '0', got[2]
+end
+if ver ~= ARGV[1] then return {0, ver, data} end
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'data', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {1}
+"""
+
+# KEYS[1]: the dead worker's heartbeat, [2] its work, [3] this worker's work, [4] the set of
+# workers; ARGV[1]: the dead worker's id, [2]: the work's ttl ms. Returns false if it is
+# alive after all, else its work as a flat field/value list (now this worker's).
+TAKE_OVER: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+redis.call('SREM', KEYS[4], ARGV[1])
+if redis.call('TYPE', KEYS[2]).ok ~= 'hash' then
+  redis.call('DEL', KEYS[2])
+  return {}
+end
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do redis.call('HSET', KEYS[3], all[i], all[i + 1]) end
+redis.call('DEL', KEYS[2])
+if #all > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+return all
+"""
+
+# ARGV[1]: worker, ARGV[2]: work hash, then dedupe key / work field pairs: what a claim that
+# was cancelled in flight recorded, taken back (only claims this worker holds).
+UNCLAIM: Final = """
+for i = 3, #ARGV, 2 do
+  if ARGV[i] ~= '' and redis.call('TYPE', ARGV[i]).ok == 'string'
+      and redis.call('GET', ARGV[i]) == ARGV[1] then
+    redis.call('DEL', ARGV[i])
+  end
+  redis.call('HDEL', ARGV[2], ARGV[i + 1])
+end
+return 1
+"""
