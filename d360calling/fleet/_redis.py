@@ -22,11 +22,11 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from .._json import dumps
-from .._redact import SecretURL, hide_userinfo
+from .._redact import REDACTED, hide_userinfo
 from ..errors import InvalidRequestError, StateUnavailableError
 from ..models.webhooks import CallConnectEvent, CallStatusEvent, CallTerminateEvent
 from ..webhooks import CallRecord
@@ -44,6 +44,8 @@ CallEventKind = CallConnectEvent | CallStatusEvent | CallTerminateEvent
 Sleep = Callable[[float], Awaitable[None]]
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# A password in the query (``unix:///run/redis.sock?password=...``, which redis-py reads).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _DAY: Final = 86_400.0
 _RECORD_CACHE: Final = 10_000  # records this worker last saw, to skip a read before updating
 _CAS_ATTEMPTS: Final = 16
@@ -78,10 +80,11 @@ class RedisState:
     ``heartbeat_interval`` seconds and lapses after ``worker_timeout``; pick a timeout longer
     than any pause of a worker's loop, or a paused worker's work is taken over while it runs.
 
-    Redis unreachable: every method raises :class:`~d360calling.StateUnavailableError` (the
-    receiver answers 503), logged once per outage at WARNING and once when it is back; the
-    connection is made again by itself. :meth:`start` fails at once on a wrong URL or
-    credentials.
+    Redis unreachable, or refusing commands (out of memory, an ACL): every method raises
+    :class:`~d360calling.StateUnavailableError` (the receiver answers 503), logged once per
+    outage at WARNING, with the reason, and once when it is back; the connection is made
+    again by itself. :meth:`start` fails at once on a wrong URL or credentials. The URL's
+    password (``user:password@`` or ``?password=``) is in no log, error or repr.
     """
 
     def __init__(
@@ -106,9 +109,9 @@ class RedisState:
         if url is not None and (
             not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))
         ):
+            shown = _safe_url(str(url))[:80]
             raise InvalidRequestError(
-                "url must be a redis://, rediss:// or unix:// URL, got "
-                f"{hide_userinfo(str(url))[:80]!r}"
+                f"url must be a redis://, rediss:// or unix:// URL, got {shown!r}"
             )
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidRequestError(
@@ -134,7 +137,7 @@ class RedisState:
         ):
             raise InvalidRequestError("worker must be 1-64 letters, digits or any of _ . -")
         self.worker: str = worker or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._url = None if url is None else SecretURL(url)
+        self._url = None if url is None else _RedisURL(url)
         self._own_client = client is None
         self._client: aioredis.Redis | None = client
         self._sleep = sleep
@@ -157,7 +160,7 @@ class RedisState:
         """Commands and scripts sent to Redis so far, as round trips (benchmarks read it)."""
 
     def __repr__(self) -> str:
-        where = repr(self._url) if self._url is not None else "a client"
+        where = repr(_safe_url(self._url)) if self._url is not None else "a client"
         return f"RedisState({where}, prefix={self.prefix!r}, worker={self.worker!r})"
 
     @property
@@ -165,7 +168,7 @@ class RedisState:
         """The server, as logs and errors name it (no credentials)."""
         if self._url is None:
             return "Redis (the client given)"
-        return f"Redis at {hide_userinfo(self._url)}"
+        return f"Redis at {_safe_url(self._url)}"
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -188,13 +191,15 @@ class RedisState:
                 )
             except ValueError:
                 raise InvalidRequestError(
-                    f"{hide_userinfo(self._url)[:80]!r} is not a Redis URL redis-py can read"
+                    f"{_safe_url(self._url)[:80]!r} is not a Redis URL redis-py can read"
                 ) from None
         client = self._client
         try:
             await self._call(client.ping())
             self._claim_script = client.register_script(_scripts.CLAIM)
             self._cas_script = client.register_script(_scripts.COMPARE_AND_SET)
+            self._read_script = client.register_script(_scripts.READ)
+            self._recall_script = client.register_script(_scripts.RECALL)
             self._take_over_script = client.register_script(_scripts.TAKE_OVER)
             self._unclaim_script = client.register_script(_scripts.UNCLAIM)
             await self._beat()
@@ -282,8 +287,20 @@ class RedisState:
     def _unclaim_later(self, done: asyncio.Future[Any], claims: Sequence[EventClaim]) -> None:
         if done.cancelled() or done.exception() is not None or self._closed:
             return
+        reply = done.result()
+        if not isinstance(reply, list) or len(reply) != 3 * len(claims):
+            return
+        # Only what this claim won: a duplicate's key (claimed before, by this worker or
+        # another) and its work stay as they are.
+        won = [
+            claim
+            for claim, (fresh, _, _) in zip(claims, _triples(reply), strict=True)
+            if fresh == 1
+        ]
+        if not won:
+            return
         args = [self.worker, self._work_key]
-        for claim in claims:
+        for claim in won:
             args += ["" if claim.key is None else f"{self._base}d:{claim.key}", self._field(claim)]
         task = asyncio.ensure_future(self._call(self._unclaim_script(args=args)))
         task.add_done_callback(_retrieved)
@@ -295,8 +312,7 @@ class RedisState:
         for _ in range(_CAS_ATTEMPTS):
             known = self._records.get(call_id)
             if known is None:
-                stored = await self._call(self._running_client().hmget(key, ["ver", "data"]))
-                known = self._remember(call_id, _version(stored[0]), stored[1])
+                known = await self._read(call_id)
             version, before = known
             after = _fold(before or CallRecord(call_id=call_id), event)
             reply = await self._call(
@@ -316,10 +332,16 @@ class RedisState:
         )
 
     async def record(self, call_id: str) -> CallRecord | None:
+        return (await self._read(call_id))[1]
+
+    async def _read(self, call_id: str) -> tuple[int, CallRecord | None]:
+        """What Redis holds for the call (a value of another kind: none), now cached."""
         stored = await self._call(
-            self._running_client().hmget(self._record_key(call_id), ["ver", "data"])
+            self._running()._read_script(keys=[self._record_key(call_id)], args=[])
         )
-        return self._remember(call_id, _version(stored[0]), stored[1], replace=True)[1]
+        if not isinstance(stored, list) or len(stored) != 2:
+            raise StateUnavailableError(f"{self.where} answered a read with something else")
+        return self._remember(call_id, _version(stored[0]), stored[1], replace=True)
 
     async def finish(self, claim: EventClaim) -> None:
         self._unfinished[self._field(claim)] = None
@@ -330,19 +352,26 @@ class RedisState:
     async def watch(self, topic: str) -> None:
         _check_topic(topic)
         self._running()
+        channel = self._channel(topic).encode()
         count = self._topics.get(topic, 0)
         self._topics[topic] = count + 1
-        if count:
-            return
-        channel = self._channel(topic).encode()
+        if count and channel not in self._confirmations:
+            return  # in effect already
+        # The first watch subscribes; one that comes while Redis has not confirmed that yet
+        # waits for the confirmation too (until then an event published is not heard).
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations.setdefault(channel, []).append(confirmed)
         try:
-            await self._call(self._pubsub.subscribe(channel))
-            self._subscribed.set()
+            if not count:
+                await self._call(self._pubsub.subscribe(channel))
+                self._subscribed.set()
             await asyncio.wait_for(confirmed, _WATCH_TIMEOUT)
         except (Exception, asyncio.CancelledError) as exc:
             self._drop_topic(topic)
+            if not count and not isinstance(exc, asyncio.CancelledError):
+                for other in self._confirmations.get(channel, []):  # waiting on this one
+                    if other is not confirmed and not other.done():
+                        other.set_exception(StateUnavailableError(f"{self.where}: watch failed"))
             if isinstance(exc, asyncio.TimeoutError):
                 raise StateUnavailableError(f"{self.where} did not confirm a watch") from None
             raise
@@ -370,11 +399,8 @@ class RedisState:
     async def recall(self, topic: str) -> list[bytes]:
         _check_topic(topic)
         key = f"{self._base}k:{topic}"
-        try:
-            kept = await self._call(self._running_client().lrange(key, 0, -1))
-        except StateUnavailableError as exc:
-            if "WRONGTYPE" not in str(exc):
-                raise
+        kept = await self._call(self._running()._recall_script(keys=[key], args=[]))
+        if not isinstance(kept, list):
             _log.warning("%s holds a value of another kind under %s: ignored", self.where, key)
             return []
         return [item for item in kept if isinstance(item, bytes)]
@@ -431,9 +457,12 @@ class RedisState:
     async def _beat(self) -> None:
         client = self._client
         assert client is not None
+        workers_key = f"{self._base}workers"
         async with client.pipeline(transaction=False) as pipe:
             pipe.set(f"{self._base}hb:{self.worker}", b"1", px=self._worker_ms)
-            pipe.sadd(f"{self._base}workers", self.worker)
+            pipe.sadd(workers_key, self.worker)
+            # As long as the work it lists: a fleet that stopped leaves nothing behind.
+            pipe.pexpire(workers_key, self._dedupe_ms)
             await self._call(pipe.execute())
 
     async def _heartbeats(self) -> None:
@@ -509,25 +538,33 @@ class RedisState:
 
     async def _call(self, pending: Awaitable[T]) -> T:
         """Await a Redis command: a failure is :class:`StateUnavailableError` (logged once
-        per outage, without a chain that could hold the connection's settings)."""
+        per outage, without a chain that could hold the connection's settings: it is raised
+        outside the ``except``, so neither its ``__cause__`` nor its ``__context__`` is
+        redis-py's error, whose traceback holds the connection and its password)."""
         self.round_trips += 1
         try:
             result = await pending
-        except redis_errors.AuthenticationError:
-            self._outage_text("refused the credentials")
-            raise StateUnavailableError(f"{self.where} refused the credentials") from None
-        except redis_errors.ResponseError as exc:
-            text = str(exc)[:200]
-            raise StateUnavailableError(f"{self.where} refused a command: {text}") from None
         except _REDIS_ERRORS as exc:
-            self._outage(exc)
-            raise StateUnavailableError(
-                f"{self.where} cannot be reached ({type(exc).__name__})"
-            ) from None
-        if self._down:
-            self._down = False
-            _log.warning("%s is reachable again", self.where)
-        return result
+            error = self._failure(exc)
+        else:
+            if self._down:
+                self._down = False
+                _log.warning("%s is reachable again", self.where)
+            return result
+        raise error
+
+    def _failure(self, exc: BaseException) -> StateUnavailableError:
+        if isinstance(exc, redis_errors.AuthenticationError):
+            self._outage_text("refused the credentials")
+            return StateUnavailableError(f"{self.where} refused the credentials")
+        if isinstance(exc, redis_errors.ResponseError):
+            # Out of memory, an ACL, a read-only replica: every delivery is refused until it
+            # is fixed, so it is an outage to log like one.
+            text = _safe_url(f"{type(exc).__name__}: {str(exc)[:200]}")
+            self._outage_text(f"refused a command ({text})")
+            return StateUnavailableError(f"{self.where} refused a command ({text})")
+        self._outage(exc)
+        return StateUnavailableError(f"{self.where} cannot be reached ({type(exc).__name__})")
 
     def _outage(self, exc: BaseException) -> None:
         self._outage_text(f"cannot be reached ({type(exc).__name__}: {str(exc)[:200]})")
@@ -536,7 +573,7 @@ class RedisState:
         if not self._down:
             self._down = True
             _log.warning(
-                "%s %s: webhooks are answered 503 until it is back", self.where, hide_userinfo(text)
+                "%s %s: webhooks are answered 503 until it is back", self.where, _safe_url(text)
             )
 
     def _running(self) -> RedisState:
@@ -585,6 +622,20 @@ class RedisState:
             self._records.popitem(last=False)
 
 
+class _RedisURL(str):
+    """The URL as given, whose ``repr`` (what a traceback's locals show) hides its password."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__repr__(_safe_url(self))
+
+
+def _safe_url(url: str) -> str:
+    """``url`` (or a text that may hold one) without its password: userinfo and query."""
+    return _QUERY_PASSWORD.sub(lambda match: match.group(1) + REDACTED, hide_userinfo(url))
+
+
 def _ms(name: str, seconds: object) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise InvalidRequestError(f"{name} must be a number of seconds, got {seconds!r:.40}")
@@ -599,8 +650,10 @@ def _check_topic(topic: object) -> None:
 
 
 def _version(value: object) -> int:
-    """A record's version as Redis holds it; a value that is not ours counts as none."""
-    if isinstance(value, bytes) and value.isdigit() and len(value) < 19:
+    """A record's version as Redis holds it; a value that is not ours (anything but 1 to 18
+    digits without a leading zero, as the compare-and-set script reads it too) counts as
+    none."""
+    if isinstance(value, bytes) and value.isdigit() and len(value) < 19 and value[:1] != b"0":
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ("CLAIM", "COMPARE_AND_SET", "TAKE_OVER", "UNCLAIM")
+__all__ = ("CLAIM", "COMPARE_AND_SET", "READ", "RECALL", "TAKE_OVER", "UNCLAIM")
+
+# A value of another kind under one of our keys (another program's, a corrupt one) is
+# treated as absent: a record as none (its data read as '', which the caller logs), a work
+# hash or a kept list replaced when written.
 
 # ARGV[1]: a JSON spec {w: worker, wk: work hash, dt: dedupe ttl ms, kt: kept ttl ms,
 # km: kept per topic, e: [{d: dedupe key or "", f: work field, i: index, r: record key or
@@ -18,15 +22,22 @@ local spec = cjson.decode(ARGV[1])
 local body = ARGV[2]
 local out = {}
 local claimed_any = false
+local work_kind = redis.call('TYPE', spec.wk).ok
+if work_kind ~= 'hash' and work_kind ~= 'none' then redis.call('DEL', spec.wk) end
 for _, e in ipairs(spec.e) do
   local fresh = 1
   if e.d ~= '' then
     if not redis.call('SET', e.d, spec.w, 'NX', 'PX', spec.dt) then fresh = 0 end
   end
   local ver, data = false, false
-  if e.r ~= '' and redis.call('TYPE', e.r).ok == 'hash' then
-    local got = redis.call('HMGET', e.r, 'ver', 'data')
-    ver, data = got[1], got[2]
+  if e.r ~= '' then
+    local kind = redis.call('TYPE', e.r).ok
+    if kind == 'hash' then
+      local got = redis.call('HMGET', e.r, 'ver', 'data')
+      ver, data = got[1], got[2]
+    elseif kind ~= 'none' then
+      data = ''
+    end
   end
   if fresh == 1 then
     claimed_any = true
@@ -49,14 +60,28 @@ if claimed_any then redis.call('PEXPIRE', spec.wk, spec.dt) end
 return out
 """
 
+# KEYS[1]: the record. Returns {version, data}: {false, false} for none, {false, ''} for a
+# value of another kind.
+READ: Final = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'hash' then return redis.call('HMGET', KEYS[1], 'ver', 'data') end
+if kind == 'none' then return {false, false} end
+return {false, ''}
+"""
+
 # KEYS[1]: the record; ARGV: expected version ("0": none), new version, data, ttl ms.
+# A stored version that is not a canonical number (1 to 18 digits, no leading zero) counts
+# as "0", as the caller reads it, so a corrupt one is overwritten rather than retried.
 # Returns {1} when set, else {0, current version, current data}.
 COMPARE_AND_SET: Final = """
 local kind = redis.call('TYPE', KEYS[1]).ok
 local ver, data = '0', false
 if kind == 'hash' then
   local got = redis.call('HMGET', KEYS[1], 'ver', 'data')
-  ver, data = got[1] or '0', got[2]
+  ver, data = got[1], got[2]
+  if type(ver) ~= 'string' or #ver > 18 or not string.match(ver, '^[1-9]%d*$') then
+    ver = '0'
+  end
 end
 if ver ~= ARGV[1] then return {0, ver, data} end
 if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
@@ -76,6 +101,8 @@ if redis.call('TYPE', KEYS[2]).ok ~= 'hash' then
   return {}
 end
 local all = redis.call('HGETALL', KEYS[2])
+local mine = redis.call('TYPE', KEYS[3]).ok
+if mine ~= 'hash' and mine ~= 'none' then redis.call('DEL', KEYS[3]) end
 for i = 1, #all, 2 do redis.call('HSET', KEYS[3], all[i], all[i + 1]) end
 redis.call('DEL', KEYS[2])
 if #all > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
@@ -83,8 +110,11 @@ return all
 """
 
 # ARGV[1]: worker, ARGV[2]: work hash, then dedupe key / work field pairs: what a claim that
-# was cancelled in flight recorded, taken back (only claims this worker holds).
+# was cancelled in flight recorded, taken back (only claims this worker holds; the caller
+# names only the events that claim won).
 UNCLAIM: Final = """
+local work_kind = redis.call('TYPE', ARGV[2]).ok
+if work_kind ~= 'hash' and work_kind ~= 'none' then redis.call('DEL', ARGV[2]) end
 for i = 3, #ARGV, 2 do
   if ARGV[i] ~= '' and redis.call('TYPE', ARGV[i]).ok == 'string'
       and redis.call('GET', ARGV[i]) == ARGV[1] then
@@ -93,4 +123,13 @@ for i = 3, #ARGV, 2 do
   redis.call('HDEL', ARGV[2], ARGV[i + 1])
 end
 return 1
+"""
+
+# KEYS[1]: a kept list. Returns its payloads, oldest first, or false for a value of another
+# kind (which the caller logs and treats as none).
+RECALL: Final = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'list' then return redis.call('LRANGE', KEYS[1], 0, -1) end
+if kind == 'none' then return {} end
+return false
 """

@@ -183,28 +183,38 @@ def _fold(
         changes["user"] = user
     if record.user_id is None and event.user_id is not None:
         changes["user_id"] = event.user_id
+    # Order-free: each field is a state no later than, or a time no earlier/later than, what
+    # every event of the call says, so a record does not depend on which event came first
+    # (on which worker of a fleet).
+    given = getattr(event, "direction", None)  # status events carry none
+    direction = str(given) if given else None
     if isinstance(event, CallConnectEvent):
         label = "connect"
-        changes["direction"] = str(event.direction) if event.direction else None
-        changes["started_at"] = record.started_at or event.timestamp
-        if not event.is_inbound and record.state != ENDED:  # the user picked up
-            changes.update(state=ANSWERED, answered_at=event.timestamp)
+        changes["direction"] = direction or record.direction
+        changes["started_at"] = _earliest(record.started_at, event.timestamp)
+        if not event.is_inbound:  # the user picked up
+            changes["state"] = _later(record.state, ANSWERED)
+            changes["answered_at"] = _earliest(record.answered_at, event.timestamp)
     elif isinstance(event, CallStatusEvent):
         label = f"status:{str(event.status)[:_LABEL_STATUS]}"
-        if record.state != ENDED:
-            if event.status == "ACCEPTED":
-                changes.update(state=ANSWERED, answered_at=record.answered_at or event.timestamp)
-            elif event.status == "REJECTED":
-                changes.update(state=ENDED, end_status="REJECTED", ended_at=event.timestamp)
+        if event.status == "ACCEPTED":
+            changes["state"] = _later(record.state, ANSWERED)
+            changes["answered_at"] = _earliest(record.answered_at, event.timestamp)
+        elif event.status == "REJECTED":  # declined by the user: more telling than terminate's
+            changes.update(
+                state=ENDED,
+                end_status="REJECTED",
+                ended_at=_latest(record.ended_at, event.timestamp),
+            )
     else:
         label = "terminate"
         changes.update(
             state=ENDED,
-            direction=record.direction or (str(event.direction) if event.direction else None),
-            ended_at=event.end_time or event.timestamp,
+            direction=record.direction or direction,
+            ended_at=_latest(record.ended_at, event.end_time or event.timestamp),
             duration=event.duration,
             errors=tuple(_kept(error) for error in event.errors[:MAX_RECORD_ERRORS]),
-            answered_at=record.answered_at or event.start_time,
+            answered_at=_earliest(record.answered_at, event.start_time),
         )
         if record.end_status != "REJECTED":
             changes["end_status"] = str(event.status) if event.status else None
@@ -212,6 +222,24 @@ def _fold(
         record.events if len(record.events) >= MAX_RECORD_EVENTS else _placed(record.events, label)
     )
     return attrs.evolve(record, events=events, **changes)  # type: ignore[arg-type]
+
+
+_STATE_ORDER: Final = {RINGING: 0, ANSWERED: 1, ENDED: 2}
+
+
+def _later(state: str, other: str) -> str:
+    """The later of two lifecycle states (an ended call stays ended)."""
+    return other if _STATE_ORDER.get(other, 0) > _STATE_ORDER.get(state, 0) else state
+
+
+def _earliest(*times: int | None) -> int | None:
+    known = [time for time in times if time is not None]
+    return min(known) if known else None
+
+
+def _latest(*times: int | None) -> int | None:
+    known = [time for time in times if time is not None]
+    return max(known) if known else None
 
 
 def _rank(label: str) -> int:
