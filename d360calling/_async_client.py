@@ -122,9 +122,7 @@ class AsyncClient:
     Settings are given as keywords or as one :class:`ClientOptions` (``options=``); see it for
     what each does. ``timeout`` and ``max_retries`` can also be overridden per call, and
     :meth:`with_options` gives a client with other settings on the same connection pool.
-
-    ``session`` is an aiohttp session to use instead of our own; the client never closes it,
-    and a wait for one of its pooled connections counts against ``timeout``.
+    A client belongs to the event loop it is first used on.
 
     Each attempt logs one line on the ``d360calling`` logger (DEBUG when it succeeds, INFO
     when it fails); request bodies and response bodies (the first 64 KiB) go to
@@ -132,6 +130,17 @@ class AsyncClient:
     ``a=crypto`` ``inline:`` keys always redacted and IP addresses redacted unless
     ``log_sdp_addresses=True``; SIP passwords in settings bodies are redacted too. The API
     key is never logged, and sits in a string whose repr is ``<redacted>``.
+
+    Args:
+        options: All the settings at once; keywords given too change those.
+        session: An aiohttp session to use instead of our own; the client never closes it,
+            and a wait for one of its pooled connections counts against ``timeout``.
+        **changes: Settings by name (``api_key=``, ``timeout=``...): the fields of
+            :class:`ClientOptions`.
+
+    Raises:
+        InvalidRequestError: A setting is not valid (e.g. ``timeout="soon"``), or no API
+            key was given and ``D360_API_KEY`` is not set.
     """
 
     def __init__(
@@ -172,10 +181,21 @@ class AsyncClient:
     def with_options(self, **changes: Unpack[ClientOptionChanges]) -> AsyncClient:
         """A client with ``changes`` to this one's settings, on this client's connection pool.
 
-        It never closes the pool (closing it does nothing); this client still owns it. What
-        belongs to the pool (``base_url``, ``pool_size``, timeouts of connecting and keeping
-        alive, TLS) cannot change. E.g. ``client.with_options(max_retries=0).get_settings()``
-        or ``client.with_options(api_key=other_number_key)``.
+        It never closes the pool (closing it does nothing); this client still owns it. E.g.
+        ``client.with_options(max_retries=0).get_settings()`` or
+        ``client.with_options(api_key=other_number_key)``.
+
+        Args:
+            **changes: Settings by name, as for the constructor.
+
+        Returns:
+            The new client, sharing this one's connections.
+
+        Raises:
+            InvalidRequestError: A setting is not valid, or belongs to the pool and cannot
+                change here: ``base_url``, ``pool_size``, ``connect_timeout``,
+                ``keepalive_timeout``, ``ssl_context``, ``ca_bundle``, ``proxy``,
+                ``trust_env``.
         """
         hide_secrets(changes)  # first: a check below may fail with the key in this frame
         fixed = _POOL_OPTIONS.intersection(changes)
@@ -210,10 +230,12 @@ class AsyncClient:
 
     @property
     def base_url(self) -> str:
+        """The API's base URL (``options.base_url``)."""
         return self._options.base_url
 
     @property
     def closed(self) -> bool:
+        """Whether the connection pool is closed."""
         return self._transport.closed
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -240,7 +262,8 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         """Close the connection pool (not an injected session, nor the pool of the client this
-        one was derived from with :meth:`with_options`). Safe to call twice."""
+        one was derived from with :meth:`with_options`). Safe to call twice; the client
+        cannot be used afterwards (``ClientClosedError``)."""
         if self._owns_transport:
             await self._transport.aclose()
 
@@ -258,15 +281,44 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> ConnectCallResponse:
-        """Call a user (business-initiated) with an SDP offer; returns the new call's id.
+        """Call a user (business-initiated) with an SDP offer.
 
-        The user is ``to``, a phone number (a business-scoped id given as ``to`` is sent as
-        ``recipient``), or ``recipient``, a business-scoped id; not both. ``recording`` and
-        ``transcription`` (e.g. ``CallRecording(announcement_language="en_US")``) ask for the
-        call to be recorded or transcribed, and are sent only when given.
+        The business needs the user's permission first (see :meth:`can_call`). Never re-sent
+        once the request may have reached the server, since a second request would be a
+        second call: only a connection that could not be established is retried.
 
-        Never re-sent once the request may have reached the server: only a connection that
-        could not be established is retried.
+        Args:
+            to: The user's phone number (a business-scoped id given here is sent as
+                ``recipient``).
+            sdp: Your WebRTC stack's SDP offer (checked first, as ``sdp_check`` says).
+            recipient: The user's business-scoped id (``US.…``), instead of ``to``.
+            biz_opaque_callback_data: Your text (at most 512 characters), which the call's
+                webhooks carry back.
+            recording: Record the call, e.g. ``CallRecording(announcement_language="en_US")``;
+                sent only when given.
+            transcription: Transcribe the call (``CallTranscription()``); sent only when given.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The new call's id (``call_id``), which its status and terminate webhooks carry.
+
+        Raises:
+            InvalidRequestError: Bad input (nothing was sent): no user or both of ``to`` and
+                ``recipient``, an SDP that is not an offer, or one that WhatsApp would refuse
+                when ``sdp_check="refuse"``.
+            NoCallPermissionError: Code 138006: the user has not allowed this business to
+                call.
+            CallLimitReachedError: Code 138012: the connected-call limit is used up.
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         if recipient is None and is_business_scoped_id(to):
             to, recipient = None, to
@@ -295,7 +347,37 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> CallActionResponse:
-        """Pre-accept an inbound call with the SDP answer, so media can start connecting."""
+        """Pre-accept an inbound call with the SDP answer, so media can start connecting.
+
+        Optional, before :meth:`accept_call`, which must then send the same SDP. Retried
+        (connection errors, timeouts, throttling, 5xx) until ``deadline``.
+
+        Args:
+            call_id: The call's id, from its connect webhook.
+            sdp: Your WebRTC stack's SDP answer to the call's offer.
+            deadline: When retrying stops being worth it: Unix seconds or an aware
+                ``datetime`` (default: ``answer_window`` seconds from now). No retry starts
+                after it, and a retry's timeout is cut to the time left.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success``).
+
+        Raises:
+            InvalidRequestError: Bad input (nothing was sent): an empty ``call_id``, an SDP
+                that is not an answer, or one WhatsApp would refuse with
+                ``sdp_check="refuse"``.
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
+        """
         request = PreAcceptCallRequest(call_id=call_id, sdp=sdp)
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
@@ -314,8 +396,42 @@ class AsyncClient:
     ) -> CallActionResponse:
         """Accept an inbound call with the SDP answer (the same one given to pre-accept).
 
-        ``recording`` and ``transcription`` ask for the call to be recorded or transcribed
-        (sent only when given)."""
+        Retried (connection errors, timeouts, throttling, 5xx) until ``deadline``. If an
+        answer is lost after the API may have acted and the retry is refused as a repeat,
+        that is reported as an ``APIConnectionError`` saying the call may have been
+        accepted, with the refusal as its ``__cause__``.
+
+        Args:
+            call_id: The call's id, from its connect webhook.
+            sdp: Your WebRTC stack's SDP answer to the call's offer.
+            biz_opaque_callback_data: Your text (at most 512 characters), which the call's
+                later webhooks carry back.
+            recording: Record the call (``CallRecording(...)``); sent only when given.
+            transcription: Transcribe the call (``CallTranscription(...)``); sent only when
+                given.
+            deadline: When retrying stops being worth it: Unix seconds or an aware
+                ``datetime`` (default: ``answer_window`` seconds from now). No retry starts
+                after it, and a retry's timeout is cut to the time left.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success``).
+
+        Raises:
+            InvalidRequestError: Bad input (nothing was sent): an empty ``call_id``, an SDP
+                that is not an answer, or one WhatsApp would refuse with
+                ``sdp_check="refuse"``.
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
+        """
         request = AcceptCallRequest(
             call_id=call_id,
             sdp=sdp,
@@ -334,7 +450,33 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> CallActionResponse:
-        """Reject an inbound call."""
+        """Reject an inbound call; the caller hears that it was declined.
+
+        Retried (connection errors, timeouts, throttling, 5xx) until ``deadline``.
+
+        Args:
+            call_id: The call's id, from its webhooks or :meth:`connect_call`.
+            deadline: When retrying stops being worth it: Unix seconds or an aware
+                ``datetime`` (default: ``answer_window`` seconds from now). No retry starts
+                after it, and a retry's timeout is cut to the time left.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success``).
+
+        Raises:
+            InvalidRequestError: An empty or malformed ``call_id`` (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
+        """
         request = RejectCallRequest(call_id=call_id)
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
@@ -347,7 +489,33 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> CallActionResponse:
-        """End a call in progress (either direction)."""
+        """End a call in progress, inbound or business-initiated.
+
+        Retried (connection errors, timeouts, throttling, 5xx) until ``deadline``.
+
+        Args:
+            call_id: The call's id, from its webhooks or :meth:`connect_call`.
+            deadline: When retrying stops being worth it: Unix seconds or an aware
+                ``datetime`` (default: ``answer_window`` seconds from now). No retry starts
+                after it, and a retry's timeout is cut to the time left.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success``).
+
+        Raises:
+            InvalidRequestError: An empty or malformed ``call_id`` (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
+        """
         request = TerminateCallRequest(call_id=call_id)
         response, _ = await self._call_action(request, deadline, timeout, max_retries)
         return response
@@ -363,9 +531,33 @@ class AsyncClient:
         """Send any call action (e.g. ``AcceptCallRequest(call_id=..., sdp=...)``); the five
         methods above are shorthands for it.
 
-        Answer-side actions are retried only until ``deadline`` (default: ``answer_window``
-        seconds from now); ``connect`` ignores ``deadline`` and is never re-sent once it may
-        have reached the server.
+        Answer-side actions are retried only until ``deadline``; ``connect`` ignores
+        ``deadline`` and is never re-sent once it may have reached the server.
+
+        Args:
+            request: The action: a ``ConnectCallRequest``, ``PreAcceptCallRequest``,
+                ``AcceptCallRequest``, ``RejectCallRequest`` or ``TerminateCallRequest``.
+            deadline: When retrying stops being worth it: Unix seconds or an aware
+                ``datetime`` (default: ``answer_window`` seconds from now). No retry starts
+                after it, and a retry's timeout is cut to the time left.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success`` for answer-side actions, ``calls`` for connect).
+
+        Raises:
+            InvalidRequestError: ``request`` is not a call action, or its SDP is refused
+                with ``sdp_check="refuse"`` (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         if not isinstance(request, CALL_ACTION_REQUESTS):
             raise InvalidRequestError(
@@ -413,9 +605,31 @@ class AsyncClient:
     ) -> CallPermissions:
         """May the business call this user now, and how much of each limit is used.
 
-        The user is a phone number or a business-scoped id. 360dialog's path takes a WhatsApp
-        id; how it serves a user known only by a business-scoped id is not documented, so
-        such an id goes into the path as it is.
+        360dialog's path takes a WhatsApp id; how it serves a user known only by a
+        business-scoped id is not documented, so such an id goes into the path as it is.
+        Retried on connection errors, timeouts, throttling and 5xx.
+
+        Args:
+            consumer_whatsapp_id: The user: a phone number or a business-scoped id.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The user's permission (``permission.status``, ``expiration_time``), the actions
+            the business may take (``can_start_call``, ``can_send_permission_request``) and
+            their limits.
+
+        Raises:
+            InvalidRequestError: Bad input (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         return await self._read_permissions(
             consumer_whatsapp_id, "consumer_whatsapp_id", timeout, max_retries
@@ -431,13 +645,35 @@ class AsyncClient:
     ) -> CallDecision:
         """May the business call ``user`` now; if not, why, and what to do next.
 
-        One permissions read (:meth:`get_call_permissions`) turned into a
-        :class:`~d360calling.models.CallDecision`: ``allowed``, ``reason`` (no permission,
-        expired, call limit used up, request limit reached), ``next_step`` (call, send a
-        permission request, wait until ``retry_at``) and the read itself. The limits are the
-        ones the API reports. A temporary permission counts as expired once its
-        ``expiration_time`` is past at ``now`` (default: when the read returns; Unix seconds
-        or an aware datetime).
+        One permissions read (:meth:`get_call_permissions`), decided with the limits the API
+        reports.
+
+        Args:
+            user: A phone number or a business-scoped id.
+            now: When to decide for: a temporary permission counts as expired once its
+                ``expiration_time`` is past at ``now`` (Unix seconds or an aware datetime;
+                default: when the read returns).
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The decision (``allowed``), why not (``reason``: no permission, expired, call
+            limit used up, request limit reached), what to do next (``next_step``: call,
+            send a permission request, wait until ``retry_at``) and the read itself
+            (``permissions``).
+
+        Raises:
+            InvalidRequestError: Bad input: ``user`` is not a phone number nor a
+                business-scoped id, or ``now`` is not a time (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         moment = _moment(now, "now")
         permissions = await self._read_permissions(user, "user", timeout, max_retries)
@@ -464,8 +700,30 @@ class AsyncClient:
     ) -> Settings:
         """The number's calling settings (plus its encryption and storage settings).
 
-        ``include_sip_credentials=True`` asks for the SIP digest password of each server
-        (``SipServer.digest_password``); it is never logged nor shown in a ``repr``.
+        Retried on connection errors, timeouts, throttling and 5xx.
+
+        Args:
+            include_sip_credentials: Also ask for the SIP digest password of each server
+                (``SipServer.digest_password``); it is never logged nor shown in a ``repr``.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The settings; ``calling`` holds the calling ones (``status``, ``call_hours``,
+            ``sip``...).
+
+        Raises:
+            InvalidRequestError: ``include_sip_credentials`` is not a bool (nothing was
+                sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         if not isinstance(include_sip_credentials, bool):
             raise InvalidRequestError(
@@ -497,11 +755,35 @@ class AsyncClient:
         The API replaces ``call_hours`` as a whole and deletes the holiday schedule when an
         update leaves it out. So when ``call_hours.holiday_schedule`` is ``None`` and
         ``keep_holiday_schedule`` is true, the settings are read first and their holidays
-        sent along, except those already past (the API refuses past dates; "past" is before
-        today in the call hours' time zone at ``now``, default the current time). A
-        ``holiday_schedule`` you give is sent as it is; ``keep_holiday_schedule=False``
-        sends ``call_hours`` as given. The read and the write are two requests: a change
-        made by someone else in between is overwritten.
+        sent along, except those already past (the API refuses past dates). The read and
+        the write are two requests: a change made by someone else in between is
+        overwritten.
+
+        Args:
+            call_hours: The new call hours. A ``holiday_schedule`` given here is sent as it
+                is.
+            keep_holiday_schedule: Whether to send the current holidays along (when
+                ``call_hours`` has none); ``False`` sends ``call_hours`` as given.
+            now: When "past" is decided: before today in the call hours' time zone at
+                ``now`` (Unix seconds or an aware datetime; default: the current time).
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success``).
+
+        Raises:
+            InvalidRequestError: ``call_hours`` is not a ``CallHoursSettings`` or holds a
+                value of the wrong type (checked before the read; nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         if not isinstance(call_hours, CallHoursSettings):
             raise InvalidRequestError(
@@ -541,7 +823,32 @@ class AsyncClient:
         """Change one feature of the calling settings, e.g. ``SettingsUpdate.status("ENABLED")``.
 
         The API takes one feature per request. ``call_hours`` is replaced as a whole, and
-        leaving out ``holiday_schedule`` deletes the existing one.
+        leaving out ``holiday_schedule`` deletes the existing one (:meth:`update_call_hours`
+        keeps it). Enabling ``sip`` turns off the Graph calling endpoints. Retried on
+        connection errors, timeouts, throttling and 5xx.
+
+        Args:
+            update: The feature and its value, made with one of ``SettingsUpdate``'s
+                constructors (``SettingsUpdate.call_icon_visibility("DEFAULT")``...).
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The API's answer (``success``).
+
+        Raises:
+            InvalidRequestError: ``update`` is not a ``SettingsUpdate`` or holds a value of
+                the wrong type (nothing was sent).
+            UnsuccessfulResponseError: The API answered 2xx with ``"success": false``.
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         if not isinstance(update, SettingsUpdate):
             raise InvalidRequestError(
@@ -569,23 +876,44 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> MessageResponse:
-        """Ask ``to`` (a phone number or a business-scoped id) for permission to call, with
-        the interactive ``call_permission_request`` message; ``body`` (optional, at most 1024
-        characters) is its text.
+        """Ask ``to`` for permission to call, with the interactive ``call_permission_request``
+        message.
 
         Free-form: only inside the 24-hour customer-service window; outside it the message
-        fails with 131047 (:class:`~d360calling.ReEngagementRequiredError`; usually reported
-        by the message's status webhook, see :func:`~d360calling.errors.error_from_webhook`)
-        and :meth:`send_call_permission_template` is the way. A user whose WhatsApp is too
-        old gets 131026 (:class:`~d360calling.MessageUndeliverableError`), the same way.
-        Over the request limit the API answers 138009
-        (:class:`~d360calling.PermissionRequestLimitError`); when the user already granted a
-        permanent permission, 138017 (:class:`~d360calling.PermissionAlreadyPermanentError`).
-        The answer's ``message_id`` is what the user's reply carries as ``context.id``.
+        fails with 131047 (:class:`~d360calling.ReEngagementRequiredError`), usually
+        reported by the message's status webhook (see
+        :func:`~d360calling.errors.error_from_webhook`), and
+        :meth:`send_call_permission_template` is the way. A user whose WhatsApp is too old
+        gets 131026 (:class:`~d360calling.MessageUndeliverableError`), the same way.
 
         A message is never re-sent once it may have reached the server (a second one would
         be a second, billed message): only a connection that could not be established is
         retried.
+
+        Args:
+            to: The user: a phone number or a business-scoped id.
+            body: The message's text (optional, at most 1024 characters).
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The sent message; its ``message_id`` is what the user's reply carries as
+            ``context.id`` (``wait_for_permission(..., message_id=...)`` matches on it).
+
+        Raises:
+            InvalidRequestError: Bad input (nothing was sent).
+            PermissionRequestLimitError: Code 138009: too many requests to this user.
+            PermissionAlreadyPermanentError: Code 138017: the user already granted a
+                permanent permission.
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         message = CallPermissionRequestMessage(**_addressee(to), body=body)
         return await self._send_message(message, timeout, max_retries)
@@ -602,15 +930,43 @@ class AsyncClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> MessageResponse:
-        """Ask ``to`` for permission to call with an approved template (``template``, its
-        name, in ``language``, e.g. ``"en_US"``) that has a ``call_permission_request``
-        component; this works outside the 24-hour window.
+        """Ask ``to`` for permission to call with an approved template that has a
+        ``call_permission_request`` component; this works outside the 24-hour window.
 
-        ``body_parameters`` / ``header_parameters`` fill the template's variables: texts in
-        order for ``{{1}}``-style templates, a mapping of name to text for named ones
-        (``{"first_name": "Pablo"}``). ``parameter_format`` (``"positional"`` or
-        ``"named"``) follows from them when not given. Errors and retries as
-        :meth:`send_call_permission_request`.
+        Errors and retries as :meth:`send_call_permission_request`.
+
+        Args:
+            to: The user: a phone number or a business-scoped id.
+            template: The approved template's name.
+            language: Its language, e.g. ``"en_US"``.
+            body_parameters: The body's variables: texts in order for ``{{1}}``-style
+                templates, a mapping of name to text for named ones
+                (``{"first_name": "Pablo"}``).
+            header_parameters: The header's variables, the same way.
+            parameter_format: ``"positional"`` or ``"named"``; follows from the parameters
+                when not given.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The sent message; its ``message_id`` is what the user's reply carries as
+            ``context.id``.
+
+        Raises:
+            InvalidRequestError: Bad input, e.g. parameters of both kinds (nothing was
+                sent).
+            PermissionRequestLimitError: Code 138009: too many requests to this user.
+            PermissionAlreadyPermanentError: Code 138017: the user already granted a
+                permanent permission.
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         message = CallPermissionTemplateMessage(
             **_addressee(to),
@@ -634,11 +990,37 @@ class AsyncClient:
         max_retries: int | None = None,
     ) -> MessageResponse:
         """Send ``to`` a message with a button that calls the business (the interactive
-        ``voice_call``): ``body`` is the text (at most 1024 characters), ``display_text`` the
-        button's label (at most 20), ``ttl_minutes`` how long the button works (1 to 43,200),
-        and ``payload`` (at most 512 characters) comes back as ``cta_payload`` on the call's
-        connect and terminate webhooks. Free-form, so inside the 24-hour window. Retries as
+        ``voice_call``).
+
+        Free-form, so only inside the 24-hour window. Errors and retries as
         :meth:`send_call_permission_request`.
+
+        Args:
+            to: The user: a phone number or a business-scoped id.
+            body: The message's text (at most 1024 characters).
+            display_text: The button's label (at most 20 characters).
+            ttl_minutes: How long the button works, 1 to 43,200 minutes (the API's default
+                when not given: 7 days).
+            payload: Your text (at most 512 characters), which comes back as
+                ``cta_payload`` on the connect and terminate webhooks of the call the button
+                starts.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The sent message (``message_id``).
+
+        Raises:
+            InvalidRequestError: Bad input (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
         """
         message = CallButtonMessage(
             **_addressee(to),
@@ -658,7 +1040,29 @@ class AsyncClient:
     ) -> MessageResponse:
         """Send any message of the calling workflow (e.g.
         ``CallButtonMessage(to=..., body=..., display_text=...)``); the three methods above
-        are shorthands for it. Never re-sent once it may have reached the server."""
+        are shorthands for it. Never re-sent once it may have reached the server.
+
+        Args:
+            message: A ``CallPermissionRequestMessage``, ``CallPermissionTemplateMessage`` or
+                ``CallButtonMessage``.
+            timeout: Seconds for each attempt once it has a connection (default: the
+                client's ``timeout``).
+            max_retries: Retries after the first attempt, 0 to 10 (default: the client's
+                ``max_retries``).
+
+        Returns:
+            The sent message (``message_id``).
+
+        Raises:
+            InvalidRequestError: ``message`` is not one of those (nothing was sent).
+            APIStatusError: The API refused the request; the subclass says why (see
+                :mod:`d360calling.errors`).
+            APIConnectionError: No answer: the connection failed or an attempt timed out
+                (``APITimeoutError``); ``request_may_have_been_sent`` tells whether the API
+                could have acted.
+            ResponseDecodeError: A 2xx answer that is not what the API promises.
+            ClientClosedError: The client is closed.
+        """
         if not isinstance(message, MESSAGE_REQUESTS):
             raise InvalidRequestError(
                 "message must be a CallPermissionRequestMessage, CallPermissionTemplateMessage "

@@ -49,6 +49,20 @@ class Client:
     ``AsyncClient`` there), and after ``os.fork()`` in the child. Use it as
     ``with Client(...) as client:`` or call :meth:`close`; closing is idempotent and leaves
     no thread, socket or session behind.
+
+    Each method blocks until the AsyncClient method of the same name is done, and takes the
+    same arguments, returns the same result and raises the same errors. Ctrl-C cancels the
+    request in flight; calling a client from its own loop thread (say, in a callback that
+    runs there) raises instead of deadlocking.
+
+    Args:
+        options: All the settings at once; keywords given too change those.
+        **changes: Settings by name (``api_key=``, ``timeout=``...): the fields of
+            :class:`ClientOptions`.
+
+    Raises:
+        InvalidRequestError: A setting is not valid, or no API key was given and
+            ``D360_API_KEY`` is not set.
     """
 
     def __init__(
@@ -70,7 +84,19 @@ class Client:
     def with_options(self, **changes: Unpack[ClientOptionChanges]) -> Client:
         """A client with ``changes`` to this one's settings, on this client's connection pool
         (see :meth:`AsyncClient.with_options`). Closing it does nothing; closing this client
-        closes the pool for both."""
+        closes the pool for both.
+
+        Args:
+            **changes: Settings by name, as for the constructor.
+
+        Returns:
+            The new client, sharing this one's connections.
+
+        Raises:
+            InvalidRequestError: A setting is not valid, or belongs to the pool and cannot
+                change here (``base_url``, ``pool_size``, ``connect_timeout``,
+                ``keepalive_timeout``, TLS, proxy).
+        """
         hide_secrets(changes)  # first: this frame's locals show if with_options() fails
         derived = object.__new__(Client)
         derived._async = self._async.with_options(**changes)
@@ -95,10 +121,12 @@ class Client:
 
     @property
     def base_url(self) -> str:
+        """The API's base URL (``options.base_url``)."""
         return self._async.base_url
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called on this client."""
         return self._closed
 
     def __enter__(self) -> Client:
@@ -114,7 +142,8 @@ class Client:
 
     def close(self) -> None:
         """Close the connection pool; the loop thread stops when the last client closes.
-        On a client made by :meth:`with_options` it only stops this client's use."""
+        On a client made by :meth:`with_options` it only stops this client's use. Safe to
+        call twice; the client cannot be used afterwards (``ClientClosedError``)."""
         if self._parent is not None:
             self._closed = True
             return

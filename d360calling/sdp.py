@@ -56,19 +56,32 @@ class _StrEnum(str, enum.Enum):
 
 
 class SdpCheck(_StrEnum):
-    """What the client does with an SDP's problems before sending it (``sdp_check=``)."""
+    """What the client does with an SDP's problems before sending it (``sdp_check=``).
 
-    OFF = "off"  # send as given
-    WARN = "warn"  # warnings.warn(SdpWarning) naming the problems, then send
-    REFUSE = "refuse"  # raise InvalidRequestError naming them; nothing is sent
+    Attributes:
+        OFF: Send as given.
+        WARN: Warn (:class:`SdpWarning`) naming the problems, then send.
+        REFUSE: Raise :class:`~d360calling.errors.InvalidRequestError` naming them; nothing
+            is sent.
+    """
+
+    OFF = "off"
+    WARN = "warn"
+    REFUSE = "refuse"
 
 
 class Severity(_StrEnum):
-    """How bad a problem is."""
+    """How bad a problem is.
 
-    REFUSED = "refused"  # the real API answers 400, code 138008 (SDP Validation error)
-    BREAKS_MEDIA = "breaks-media"  # accepted, but the call will have no (or one-way) audio
-    WARNING = "warning"  # works, but not as WhatsApp's own clients do; worth a look
+    Attributes:
+        REFUSED: The real API answers 400, code 138008 (SDP Validation error).
+        BREAKS_MEDIA: Accepted, but the call will have no (or one-way) audio.
+        WARNING: Works, but not as WhatsApp's own clients do; worth a look.
+    """
+
+    REFUSED = "refused"
+    BREAKS_MEDIA = "breaks-media"
+    WARNING = "warning"
 
 
 class SdpParseError(InvalidRequestError):
@@ -81,8 +94,14 @@ class SdpWarning(UserWarning):
 
 @attrs.frozen
 class Rule:
-    """One check: its stable ``code``, how bad it is, whether :func:`normalize` fixes it, and
-    the source the rule rests on."""
+    """One check :func:`check` applies.
+
+    Attributes:
+        code: Its stable slug, e.g. ``"not-crlf"``.
+        severity: How bad a problem it finds is.
+        fixable: Whether :func:`normalize` fixes it.
+        source: What the rule rests on (an RFC, Meta's documentation, integrators' reports).
+    """
 
     code: str
     severity: Severity
@@ -92,9 +111,16 @@ class Rule:
 
 @attrs.frozen
 class SdpProblem:
-    """One thing wrong with an SDP. ``code`` is a short stable slug (see :data:`RULES`);
-    ``message`` says in plain words what WhatsApp would refuse or what breaks media; ``line``
-    is the 1-based line it was found on, when there is one."""
+    """One thing wrong with an SDP; ``str()`` gives ``code (line n): message``.
+
+    Attributes:
+        code: A short stable slug (see :data:`RULES`).
+        message: In plain words, what WhatsApp would refuse or what breaks media. It never
+            repeats a credential from the SDP.
+        severity: How bad it is.
+        fixable: Whether :func:`normalize` fixes it.
+        line: The 1-based line it was found on, when there is one.
+    """
 
     code: str
     message: str
@@ -157,8 +183,8 @@ _RULES: tuple[tuple[str, Severity, bool, str], ...] = (
     ("answer-codec-mismatch", Severity.BREAKS_MEDIA, False, "RFC 3264 §6.1: same mapping"),
     ("answer-echoes-offer", Severity.REFUSED, False, "RFC 3264: an answer is not the offer"),
 )
-#: Every rule :func:`check` applies, by code.
 RULES: Mapping[str, Rule] = {code: Rule(code, sev, fix, src) for code, sev, fix, src in _RULES}
+"""Every rule :func:`check` applies, by code."""
 
 
 # -- the parsed shape ---------------------------------------------------------------------
@@ -189,8 +215,18 @@ class Candidate:
 
 @attrs.frozen
 class MediaSection:
-    """One ``m=`` section. ``attributes`` keeps every ``a=`` line in order as (name, value),
-    value ``None`` for a flag such as ``a=rtcp-mux``."""
+    """One ``m=`` section.
+
+    Attributes:
+        kind: The media, e.g. ``"audio"``.
+        port: The ``m=`` line's port.
+        proto: Its transport profile, e.g. ``"UDP/TLS/RTP/SAVPF"``.
+        formats: Its payload types, as written.
+        line: The (1-based) line of the ``m=``.
+        connections: The section's ``c=`` values.
+        attributes: Every ``a=`` line in order as (name, value), value ``None`` for a flag
+            such as ``a=rtcp-mux``.
+    """
 
     kind: str
     port: int
@@ -205,6 +241,7 @@ class MediaSection:
         return [v for n, v in self.attributes if n == name and v is not None]
 
     def has(self, name: str) -> bool:
+        """Whether this section has an ``a=<name>`` line (a flag or with a value)."""
         return any(n == name for n, _ in self.attributes)
 
     @property
@@ -225,10 +262,25 @@ class MediaSection:
 
 @attrs.frozen
 class SessionDescription:
-    """An SDP as :func:`parse` read it. ``line_ends`` is ``"crlf"``, ``"lf"``, ``"cr"``,
-    ``"mixed"`` or ``"none"`` (a single line); ``escaped`` says the text had literal ``\\r\\n``
-    sequences instead of line breaks; ``malformed`` lists the lines that are not
-    ``<type>=<value>``."""
+    """An SDP as :func:`parse` read it.
+
+    Attributes:
+        version: The ``v=`` value.
+        origin: The ``o=`` value.
+        session_name: The ``s=`` value.
+        timing: The ``t=`` value.
+        connections: The session-level ``c=`` values.
+        attributes: The session-level ``a=`` lines in order, as (name, value); value
+            ``None`` for a flag.
+        media: The ``m=`` sections, in order.
+        line_ends: ``"crlf"``, ``"lf"``, ``"cr"``, ``"mixed"`` or ``"none"`` (a single
+            line).
+        escaped: The text had literal ``\\r\\n`` sequences instead of line breaks.
+        malformed: The (1-based) lines that are not ``<type>=<value>``.
+        trailing_whitespace: The lines that end in blanks.
+        blank_lines: The empty lines.
+        final_line_end: Whether the last line ends with a line end.
+    """
 
     version: str | None
     origin: str | None
@@ -249,6 +301,7 @@ class SessionDescription:
         return [v for n, v in self.attributes if n == name and v is not None]
 
     def has(self, name: str) -> bool:
+        """Whether the session level has an ``a=<name>`` line (a flag or with a value)."""
         return any(n == name for n, _ in self.attributes)
 
     @property
@@ -258,6 +311,7 @@ class SessionDescription:
 
     @property
     def candidates(self) -> list[Candidate]:
+        """The well-formed ``a=candidate`` lines of every section."""
         return [c for m in self.media for c in m.candidates]
 
     @property
@@ -283,9 +337,18 @@ def _unescape(text: str) -> tuple[str, bool]:
 
 def parse(text: str) -> SessionDescription:
     """Read ``text`` as an SDP, tolerantly: any line ends, blank lines, unknown lines and a
-    double-escaped text are read and recorded for :func:`check` to report. Raises
-    :class:`SdpParseError` when it is not an SDP at all (not a string, or the first line is
-    not ``v=``)."""
+    double-escaped text are read and recorded for :func:`check` to report.
+
+    Args:
+        text: The SDP.
+
+    Returns:
+        What it holds, with how it was written (line ends, escaping, malformed lines).
+
+    Raises:
+        SdpParseError: ``text`` is not an SDP at all (not a string, or the first line is not
+            ``v=``).
+    """
     if not isinstance(text, str):
         raise SdpParseError(f"an SDP must be a str, got {type(text).__name__}")
     text, escaped = _unescape(text)
@@ -405,8 +468,15 @@ def _connection_address(value: str) -> str:
 
 
 def is_documentation_or_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1, 0.0.0.0/::, and the documentation ranges (192.0.2.0/24,
-    198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32): addresses that reach nobody."""
+    """Whether ``address`` reaches nobody: 127.0.0.0/8, ::1, 0.0.0.0/::, and the documentation
+    ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32).
+
+    Args:
+        address: An IP address, as text (anything else gives ``False``).
+
+    Returns:
+        True for a loopback, unspecified or documentation address.
+    """
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -479,13 +549,24 @@ def check(
     offer: str | SessionDescription | None = None,
     key_exchange: Literal["auto", "dtls", "sdes"] = "auto",
 ) -> list[SdpProblem]:
-    """What WhatsApp would refuse in ``sdp``, or what would break its media, in the order
-    found; ``[]`` when nothing. ``role`` is what the business sends it as: ``"offer"`` for
-    ``connect``, ``"answer"`` for ``pre_accept``/``accept``. With ``offer=`` (the caller's
-    offer) an answer is also checked against it. ``key_exchange="sdes"`` is for numbers whose
-    ``srtp_key_exchange_protocol`` is SDES (``a=crypto`` instead of fingerprints); the default
-    ``"auto"`` takes SDES for an SDP with ``a=crypto`` and no fingerprint, DTLS otherwise. A
-    text that is not an SDP at all gives one ``not-sdp`` problem."""
+    """What WhatsApp would refuse in ``sdp``, or what would break its media.
+
+    Args:
+        sdp: The SDP, as text or as :func:`parse` read it.
+        role: What the business sends it as: ``"offer"`` for ``connect``, ``"answer"`` for
+            ``pre_accept``/``accept``.
+        offer: The caller's offer; an answer is then also checked against it.
+        key_exchange: ``"sdes"`` for numbers whose ``srtp_key_exchange_protocol`` is SDES
+            (``a=crypto`` instead of fingerprints), ``"dtls"``, or ``"auto"``: SDES for an
+            SDP with ``a=crypto`` and no fingerprint, DTLS otherwise.
+
+    Returns:
+        The problems in the order found; ``[]`` when there are none. A text that is not an
+        SDP at all gives one ``not-sdp`` problem.
+
+    Raises:
+        InvalidRequestError: ``role`` or ``key_exchange`` is not one of the values above.
+    """
     if role not in ("offer", "answer"):
         raise InvalidRequestError(f"role must be 'offer' or 'answer', got {role!r:.20}")
     if key_exchange not in ("auto", "dtls", "sdes"):
@@ -840,8 +921,17 @@ def normalize(sdp: str) -> str:
     """``sdp`` with what can be fixed safely fixed: a double-escaped text un-escaped, CRLF line
     ends (and one at the end), no trailing whitespace or blank lines, and only the sha-256
     fingerprint kept when there are several and exactly one sha-256 value among them. Never
-    touches the media: codecs, candidates, credentials and roles stay as they are. Raises
-    :class:`SdpParseError` when ``sdp`` is not an SDP."""
+    touches the media: codecs, candidates, credentials and roles stay as they are.
+
+    Args:
+        sdp: The SDP.
+
+    Returns:
+        The fixed SDP (the problems marked ``fixable`` are gone).
+
+    Raises:
+        SdpParseError: ``sdp`` is not an SDP.
+    """
     desc = parse(sdp)  # raises for what is not an SDP at all
     text, _ = _unescape(sdp)
     lines = [line.rstrip() for line in re.split(r"\r\n|\r|\n", text)]

@@ -37,7 +37,12 @@ def _sdp_repr(sdp: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class CallSession:
-    """The SDP of a call action or webhook: ``sdp`` is an RFC 8866 text with CRLF line ends."""
+    """The SDP of a call action or webhook.
+
+    Attributes:
+        sdp_type: ``"offer"`` or ``"answer"``.
+        sdp: An RFC 8866 text with CRLF line ends (never shown in a ``repr``).
+    """
 
     sdp_type: SdpType | str
     sdp: str = attrs.field(repr=_sdp_repr)
@@ -69,9 +74,16 @@ class CallRecording:
     an announcement, in ``announcement_language`` (e.g. ``"en_US"``) when given. Priced
     separately; the recording arrives afterwards as a ``call_recording_available`` webhook.
 
-    ``purpose`` is what the recording is for; 512 characters at most (the API documents no
-    bound, so this one is ours). Whether 360dialog passes the object on is not documented:
-    it is sent only when given.
+    Whether 360dialog passes the object on is not documented: it is sent only when given.
+
+    Attributes:
+        status: ``ENABLED`` (the default) or ``DISABLED``.
+        purpose: What the recording is for; 512 characters at most (the API documents no
+            bound, so this one is ours).
+        announcement_language: The announcement's language, e.g. ``"en_US"``.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
     """
 
     status: FeatureStatus = attrs.field(default=FeatureStatus.ENABLED, converter=_feature_status)
@@ -83,7 +95,16 @@ class CallRecording:
 class CallTranscription:
     """Transcribe this call (``transcription`` on ``connect`` or ``accept``); the same fields
     as :class:`CallRecording`. The transcript arrives afterwards as a
-    ``call_transcription_available`` webhook."""
+    ``call_transcription_available`` webhook.
+
+    Attributes:
+        status: ``ENABLED`` (the default) or ``DISABLED``.
+        purpose: What the transcript is for; 512 characters at most.
+        announcement_language: The announcement's language, e.g. ``"en_US"``.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
+    """
 
     status: FeatureStatus = attrs.field(default=FeatureStatus.ENABLED, converter=_feature_status)
     purpose: str | None = attrs.field(default=None, validator=_purpose)
@@ -107,9 +128,23 @@ def _transcription(_: object, __: Any, value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class ConnectCallRequest:
-    """Call a user (business-initiated) with an SDP offer: ``to`` a phone number, or
-    ``recipient`` a business-scoped user id; exactly one of them. (The API takes both and
-    lets ``to`` win; a request with both is refused here, as a mix-up.)"""
+    """Call a user (business-initiated) with an SDP offer.
+
+    Exactly one of ``to`` and ``recipient``: the API takes both and lets ``to`` win, so a
+    request with both is refused here, as a mix-up.
+
+    Attributes:
+        to: The user's phone number.
+        recipient: The user's business-scoped id (``US.…``).
+        sdp: The SDP offer.
+        biz_opaque_callback_data: Your text (at most 512 characters), which the call's
+            webhooks carry back.
+        recording: Record the call; sent only when given.
+        transcription: Transcribe the call; sent only when given.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
+    """
 
     action: ClassVar[CallAction] = CallAction.CONNECT
     sdp_type: ClassVar[SdpType | None] = SdpType.OFFER
@@ -134,7 +169,16 @@ class ConnectCallRequest:
 
 @attrs.frozen(kw_only=True)
 class PreAcceptCallRequest:
-    """Pre-accept an inbound call with the SDP answer, so media can start connecting."""
+    """Pre-accept an inbound call with the SDP answer, so media can start connecting.
+
+    Attributes:
+        call_id: The call's id, from its connect webhook.
+        sdp: The SDP answer (:meth:`~d360calling.AsyncClient.accept_call` must send the
+            same).
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
+    """
 
     action: ClassVar[CallAction] = CallAction.PRE_ACCEPT
     sdp_type: ClassVar[SdpType | None] = SdpType.ANSWER
@@ -145,7 +189,19 @@ class PreAcceptCallRequest:
 
 @attrs.frozen(kw_only=True)
 class AcceptCallRequest:
-    """Accept an inbound call with the SDP answer (the same one given to pre-accept)."""
+    """Accept an inbound call with the SDP answer (the same one given to pre-accept).
+
+    Attributes:
+        call_id: The call's id, from its connect webhook.
+        sdp: The SDP answer.
+        biz_opaque_callback_data: Your text (at most 512 characters), which the call's later
+            webhooks carry back.
+        recording: Record the call; sent only when given.
+        transcription: Transcribe the call; sent only when given.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
+    """
 
     action: ClassVar[CallAction] = CallAction.ACCEPT
     sdp_type: ClassVar[SdpType | None] = SdpType.ANSWER
@@ -159,7 +215,14 @@ class AcceptCallRequest:
 
 @attrs.frozen(kw_only=True)
 class RejectCallRequest:
-    """Reject an inbound call."""
+    """Reject an inbound call.
+
+    Attributes:
+        call_id: The call's id, from its connect webhook.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
+    """
 
     action: ClassVar[CallAction] = CallAction.REJECT
     sdp_type: ClassVar[SdpType | None] = None
@@ -169,7 +232,14 @@ class RejectCallRequest:
 
 @attrs.frozen(kw_only=True)
 class TerminateCallRequest:
-    """End a call in progress (either direction)."""
+    """End a call in progress (either direction).
+
+    Attributes:
+        call_id: The call's id.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
+    """
 
     action: ClassVar[CallAction] = CallAction.TERMINATE
     sdp_type: ClassVar[SdpType | None] = None
@@ -197,12 +267,25 @@ CALL_ACTION_REQUESTS: tuple[type[CallActionRequest], ...] = (
 
 @attrs.frozen(kw_only=True)
 class CallInfo:
+    """A call the API names in an answer.
+
+    Attributes:
+        id: The call's id (``wacid.…``).
+    """
+
     id: str
 
 
 @attrs.frozen(kw_only=True)
 class CallActionResponse:
-    """The answer to a call action: ``success`` for answer-side actions, ``calls`` for connect."""
+    """The answer to a call action.
+
+    Attributes:
+        success: Set by answer-side actions (``pre_accept``, ``accept``, ``reject``,
+            ``terminate``).
+        calls: Set by ``connect``: the call it created.
+        messaging_product: ``"whatsapp"``, when the API says.
+    """
 
     success: bool | None = None
     calls: tuple[CallInfo, ...] = ()
@@ -216,7 +299,13 @@ class CallActionResponse:
 
 @attrs.frozen(kw_only=True)
 class ConnectCallResponse:
-    """The answer to ``connect``: the new call's id, which the call's webhooks carry."""
+    """The answer to ``connect``.
+
+    Attributes:
+        call_id: The new call's id (``wacid.…``), which the call's webhooks carry.
+        calls: The calls the API named, as it sent them.
+        messaging_product: ``"whatsapp"``, when the API says.
+    """
 
     call_id: str
     calls: tuple[CallInfo, ...] = ()

@@ -81,9 +81,16 @@ class CallPermissionRequestMessage:
 
     Free-form, so only inside the 24-hour customer-service window (outside it the message
     fails with 131047, :class:`~d360calling.ReEngagementRequiredError`, usually reported by
-    its status webhook: send :class:`CallPermissionTemplateMessage` instead). ``body`` is
-    optional, at most 1024 characters; the rest of the message (no header, no footer) is
-    WhatsApp's own.
+    its status webhook: send :class:`CallPermissionTemplateMessage` instead). The rest of
+    the message (no header, no footer) is WhatsApp's own.
+
+    Attributes:
+        to: The user's phone number.
+        recipient: The user's business-scoped id, instead of ``to``.
+        body: The message's text (optional, at most 1024 characters).
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
     """
 
     to: str | None = attrs.field(default=None, validator=_checks.optional_whatsapp_id)
@@ -96,8 +103,13 @@ class CallPermissionRequestMessage:
 
 @attrs.frozen(kw_only=True)
 class TemplateParameter:
-    """One variable's value in a template message: ``name`` for a template whose variables
-    are named (``{{first_name}}``), ``None`` for positional ones (``{{1}}``)."""
+    """One variable's value in a template message.
+
+    Attributes:
+        text: The value.
+        name: The variable's name for a template whose variables are named
+            (``{{first_name}}``); ``None`` for positional ones (``{{1}}``).
+    """
 
     text: str
     name: str | None = None
@@ -180,6 +192,18 @@ class CallPermissionTemplateMessage:
     texts in order for a positional template (``{{1}}``), or a mapping of name to text for a
     named one (``{{first_name}}``, Meta's example form). ``parameter_format`` is taken from
     them when not given; given, they must match it.
+
+    Attributes:
+        to: The user's phone number.
+        recipient: The user's business-scoped id, instead of ``to``.
+        template: The approved template's name.
+        language: Its language, e.g. ``"en_US"``.
+        body_parameters: The body's variables (texts, or a mapping of name to text).
+        header_parameters: The header's variable (at most one).
+        parameter_format: ``"positional"`` or ``"named"``.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
     """
 
     to: str | None = attrs.field(default=None, validator=_checks.optional_whatsapp_id)
@@ -257,10 +281,17 @@ def _payload(_: object, __: Any, value: Any) -> None:
 class CallButtonMessage:
     """A message with a "call us on WhatsApp" button (the interactive ``voice_call``).
 
-    ``body`` (at most 1024 characters) is the message; ``display_text`` the button's label (at
-    most 20); ``ttl_minutes`` how long the button works, 1 to 43,200 (the API's default is
-    7 days); ``payload`` (at most 512 characters) comes back as ``cta_payload`` on the
-    connect and terminate webhooks of the call the button starts.
+    Attributes:
+        to: The user's phone number.
+        recipient: The user's business-scoped id, instead of ``to``.
+        body: The message (at most 1024 characters).
+        display_text: The button's label (at most 20 characters).
+        ttl_minutes: How long the button works, 1 to 43,200 (the API's default is 7 days).
+        payload: Your text (at most 512 characters), which comes back as ``cta_payload`` on
+            the connect and terminate webhooks of the call the button starts.
+
+    Raises:
+        InvalidRequestError: A field is not valid; nothing can be sent with it.
     """
 
     to: str | None = attrs.field(default=None, validator=_checks.optional_whatsapp_id)
@@ -288,8 +319,13 @@ MESSAGE_REQUESTS: tuple[type[MessageRequest], ...] = (
 
 @attrs.frozen(kw_only=True)
 class MessageContact:
-    """Whom a sent message went to: ``input`` as given, ``wa_id`` the user's WhatsApp id
-    (``user_id`` their business-scoped id, when the API reports one)."""
+    """Whom a sent message went to.
+
+    Attributes:
+        input: The user as given.
+        wa_id: The user's WhatsApp id.
+        user_id: Their business-scoped id, when the API reports one.
+    """
 
     input: str | None = None
     wa_id: str | None = None
@@ -298,6 +334,13 @@ class MessageContact:
 
 @attrs.frozen(kw_only=True)
 class MessageInfo:
+    """A sent message as the API names it.
+
+    Attributes:
+        id: Its wamid.
+        message_status: Meta's ``accepted``, ``held_for_quality_assessment`` or ``paused``.
+    """
+
     id: str | None = None
     message_status: str | None = None
 
@@ -313,9 +356,18 @@ class SendMessageAnswer:
 
 @attrs.frozen(kw_only=True)
 class MessageResponse:
-    """A sent message: ``message_id`` (``wamid.…``) is what the user's reply carries as its
-    ``context.id``, and what its status webhooks name. ``message_status`` is Meta's
-    ``accepted``, ``held_for_quality_assessment`` or ``paused`` when it says."""
+    """A sent message.
+
+    Attributes:
+        message_id: Its wamid (``wamid.…``): what the user's reply carries as its
+            ``context.id``, and what its status webhooks name.
+        wa_id: The user's WhatsApp id.
+        input: The user as given.
+        message_status: Meta's ``accepted``, ``held_for_quality_assessment`` or ``paused``,
+            when it says.
+        user_id: The user's business-scoped id, when the API reports one.
+        messaging_product: ``"whatsapp"``, when the API says.
+    """
 
     message_id: str
     wa_id: str | None = None

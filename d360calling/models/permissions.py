@@ -20,9 +20,13 @@ __all__ = (
 
 @attrs.frozen(kw_only=True)
 class CallPermission:
-    """``expiration_time`` (Unix seconds) is set for ``temporary`` permissions only.
+    """A user's call permission.
 
-    Meta's table names the field ``expiration``; both spellings are read.
+    Attributes:
+        status: ``no_permission``, ``temporary`` or ``permanent`` (or a status the API adds
+            later, as text).
+        expiration_time: When a ``temporary`` permission ends (Unix seconds); Meta's table
+            names the field ``expiration``, and both spellings are read.
     """
 
     status: PermissionStatus | str
@@ -33,7 +37,12 @@ class CallPermission:
 class CallPermissionLimit:
     """One limit on an action, e.g. 1 permission request per ``PT24H``.
 
-    ``limit_expiration_time`` (Unix seconds) is present once ``current_usage`` reached the cap.
+    Attributes:
+        time_period: The period, as an ISO 8601 duration (``PT24H``, ``P7D``).
+        max_allowed: How many the period allows.
+        current_usage: How many were used in it.
+        limit_expiration_time: When the limit lapses (Unix seconds); present once
+            ``current_usage`` reached the cap.
     """
 
     time_period: str
@@ -43,12 +52,20 @@ class CallPermissionLimit:
 
     @property
     def exhausted(self) -> bool:
+        """Whether the limit is used up (``current_usage`` reached ``max_allowed``)."""
         return self.current_usage >= self.max_allowed
 
 
 @attrs.frozen(kw_only=True)
 class CallPermissionAction:
-    """Whether the business can perform ``action_name`` now, all limits considered."""
+    """Whether the business can perform an action now, all limits considered.
+
+    Attributes:
+        action_name: ``start_call`` or ``send_call_permission_request`` (or an action the API
+            adds later, as text).
+        can_perform_action: Whether it may, now.
+        limits: The limits on it.
+    """
 
     action_name: PermissionAction | str
     can_perform_action: bool
@@ -57,14 +74,27 @@ class CallPermissionAction:
 
 @attrs.frozen(kw_only=True)
 class CallPermissions:
-    """The answer of ``GET /calling/permissions/{id}``."""
+    """The answer of ``GET /calling/permissions/{id}``.
+
+    Attributes:
+        permission: The user's permission (status and expiry).
+        actions: What the business may do, with the limits on each.
+        messaging_product: ``"whatsapp"``, when the API says.
+    """
 
     permission: CallPermission
     actions: tuple[CallPermissionAction, ...] = ()
     messaging_product: str | None = None
 
     def action(self, name: PermissionAction | str) -> CallPermissionAction | None:
-        """The entry for ``name`` (e.g. ``"start_call"``), or ``None`` if the API sent none."""
+        """The entry for one action.
+
+        Args:
+            name: The action, e.g. ``"start_call"``.
+
+        Returns:
+            Its entry, or ``None`` if the API sent none.
+        """
         for entry in self.actions:
             if entry.action_name == name:
                 return entry
@@ -112,17 +142,22 @@ def _blocked_until(entry: CallPermissionAction) -> datetime.datetime | None:
 class CallDecision:
     """May the business call this user now, and if not, why and what next.
 
-    ``allowed`` is the answer; ``reason`` why not (``None`` when allowed); ``next_step`` what
-    to do: :attr:`~CallNextStep.CALL`, :attr:`~CallNextStep.SEND_PERMISSION_REQUEST`,
-    :attr:`~CallNextStep.WAIT_UNTIL` ``retry_at`` (an aware UTC datetime), or
-    :attr:`~CallNextStep.NONE`. ``until`` is when the limit named by ``reason`` lapses,
-    if the API said. ``can_request_permission`` whether a permission request may be sent
-    now; ``permissions`` the read it was drawn from.
-
     Everything comes from the read, whatever the limits are: ``can_perform_action`` and
     ``limits`` of each action, never numbers of this library's own. An action the API did not
     report is taken as not limited; a temporary permission whose ``expiration_time`` is past
     at ``now`` counts as expired even when the API still reports it.
+
+    Attributes:
+        allowed: The answer.
+        reason: Why not (``None`` when allowed): no permission, expired, call limit
+            reached, request limit reached, or unknown.
+        next_step: What to do: :attr:`~CallNextStep.CALL`,
+            :attr:`~CallNextStep.SEND_PERMISSION_REQUEST`, :attr:`~CallNextStep.WAIT_UNTIL`
+            ``retry_at``, or :attr:`~CallNextStep.NONE`.
+        retry_at: When to try again (an aware UTC datetime), with ``WAIT_UNTIL``.
+        until: When the limit named by ``reason`` lapses, if the API said.
+        can_request_permission: Whether a permission request may be sent now.
+        permissions: The read it was drawn from.
     """
 
     allowed: bool
@@ -135,7 +170,16 @@ class CallDecision:
 
     @classmethod
     def from_permissions(cls, permissions: CallPermissions, *, now: float) -> CallDecision:
-        """The decision for ``permissions`` as read at ``now`` (Unix seconds)."""
+        """The decision for a permissions read.
+
+        Args:
+            permissions: The read.
+            now: When to decide for (Unix seconds): a temporary permission whose
+                ``expiration_time`` is past then counts as expired.
+
+        Returns:
+            The decision.
+        """
         permission = permissions.permission
         start = permissions.action(PermissionAction.START_CALL)
         ask = permissions.action(PermissionAction.SEND_CALL_PERMISSION_REQUEST)

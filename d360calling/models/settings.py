@@ -53,7 +53,13 @@ def _secret_repr(value: str | None) -> str:
 
 @attrs.frozen(kw_only=True)
 class WeeklyOperatingHours:
-    """Opening hours for one day, times as ``"HHMM"``; at most two entries per day."""
+    """Opening hours for one day; at most two entries per day.
+
+    Attributes:
+        day_of_week: ``MONDAY`` ... ``SUNDAY``.
+        open_time: ``"HHMM"``.
+        close_time: ``"HHMM"``.
+    """
 
     day_of_week: DayOfWeek | str
     open_time: str
@@ -62,9 +68,13 @@ class WeeklyOperatingHours:
 
 @attrs.frozen(kw_only=True)
 class HolidaySchedule:
-    """A closed period on ``date`` (``"YYYY-MM-DD"``), times as ``"HHMM"``.
+    """A closed period on one date. Meta's table calls the times ``open_time``/``close_time``;
+    both spellings are read.
 
-    Meta's table calls the times ``open_time``/``close_time``; both spellings are read.
+    Attributes:
+        date: ``"YYYY-MM-DD"`` (the API refuses dates in the past).
+        start_time: ``"HHMM"``.
+        end_time: ``"HHMM"``.
     """
 
     date: str
@@ -78,7 +88,16 @@ class CallHoursSettings:
     ``holiday_schedule``; 360dialog's schema: ``timezone``, ``day_of_week_start``.
 
     The whole object is replaced on every update, and an omitted ``holiday_schedule``
-    deletes the existing one: send it again to keep it.
+    deletes the existing one: send it again to keep it
+    (:meth:`~d360calling.AsyncClient.update_call_hours` does).
+
+    Attributes:
+        status: ``ENABLED`` or ``DISABLED``.
+        timezone_id: The time zone the hours are in, e.g. ``"Europe/Berlin"`` (Meta).
+        weekly_operating_hours: The opening hours, at most two entries per day.
+        holiday_schedule: Closed periods.
+        timezone: The time zone (360dialog's schema).
+        day_of_week_start: The first day of the week (360dialog's schema).
     """
 
     status: FeatureStatus | str | None = None
@@ -98,9 +117,17 @@ class CallIconsSettings:
 
 @attrs.frozen(kw_only=True)
 class SipServer:
-    """A SIP server. ``password`` (360dialog) and ``sip_user_password`` (Meta) are set only
-    when the settings were read with ``include_sip_credentials=True``, and are never shown in
-    ``repr``."""
+    """A SIP server.
+
+    Attributes:
+        hostname: The server's host name.
+        port: Its port.
+        app_id: The app it belongs to.
+        request_uri_user_params: Parameters added to the request URI's user part.
+        password: The digest password (360dialog's name), set only when the settings were
+            read with ``include_sip_credentials=True``; never shown in ``repr``.
+        sip_user_password: The same, under Meta's name.
+    """
 
     hostname: str | None = None
     port: int | None = None
@@ -119,7 +146,11 @@ class SipServer:
 @attrs.frozen(kw_only=True)
 class SipSettings:
     """SIP signalling. Enabling it turns off the Graph calling endpoints and call webhooks.
-    ``servers=()`` deletes the configured server."""
+
+    Attributes:
+        status: ``ENABLED`` or ``DISABLED``.
+        servers: The SIP servers; ``()`` deletes the configured one.
+    """
 
     status: FeatureStatus | str | None = None
     servers: tuple[SipServer, ...] | None = None
@@ -173,6 +204,7 @@ class CallingRestrictions:
 
     @property
     def all(self) -> tuple[Restriction, ...]:
+        """The restrictions under both names."""
         return (self.restrictions or ()) + (self.restrictions_list or ())
 
 
@@ -185,7 +217,23 @@ class IPAddresses:
 
 @attrs.frozen(kw_only=True)
 class CallingSettings:
-    """The ``calling`` object. To update, set the one feature to change; leave the rest ``None``."""
+    """The ``calling`` object of the settings. Every field is ``None`` when the API left it
+    out.
+
+    Attributes:
+        status: Whether calling is ``ENABLED`` for the number.
+        call_icon_visibility: ``DEFAULT`` or ``DISABLE_ALL``.
+        call_icons: Which users see the call icons.
+        callback_permission_status: Whether users who call are asked to allow calls back.
+        call_hours: When users can call.
+        sip: SIP signalling.
+        srtp_key_exchange_protocol: ``DTLS`` or ``SDES``.
+        audio: Audio codecs.
+        video: Video calling.
+        voicemail: Voicemail.
+        restrictions: The calling restrictions Meta placed on the number (read-only).
+        ip_addresses: Meta's media IP ranges (read-only).
+    """
 
     status: FeatureStatus | str | None = None
     call_icon_visibility: CallIconVisibility | str | None = None
@@ -216,7 +264,13 @@ class StorageConfigurationSettings:
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    """The answer of ``GET /calling/settings``."""
+    """The answer of ``GET /calling/settings``.
+
+    Attributes:
+        calling: The calling settings.
+        payload_encryption: The number's payload encryption settings.
+        storage_configuration: The number's storage settings.
+    """
 
     calling: CallingSettings = attrs.Factory(CallingSettings)
     payload_encryption: PayloadEncryptionSettings | None = None
@@ -225,6 +279,12 @@ class Settings:
 
 @attrs.frozen(kw_only=True)
 class UpdateSettingsResponse:
+    """The answer of ``POST /calling/settings``.
+
+    Attributes:
+        success: Whether the update was applied.
+    """
+
     success: bool
 
 
@@ -267,6 +327,15 @@ class SettingsUpdate:
 
     ``call_hours`` is replaced as a whole, and leaving out ``holiday_schedule`` deletes the
     existing one. ``restrictions`` and ``ip_addresses`` are read-only.
+
+    Attributes:
+        feature: The ``calling`` field to change, e.g. ``"status"``.
+        value: Its new value.
+        disables_calling_api_and_webhooks: The confirmation enabling SIP needs.
+
+    Raises:
+        InvalidRequestError: The feature cannot be updated, the value is not of its type, or
+            SIP is enabled without ``disables_calling_api_and_webhooks=True``.
     """
 
     feature: str
@@ -300,23 +369,77 @@ class SettingsUpdate:
 
     @classmethod
     def status(cls, value: FeatureStatus | str) -> SettingsUpdate:
-        """Turn calling on or off for the number."""
+        """Turn calling on or off for the number.
+
+        Args:
+            value: The new ``status``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not ``ENABLED`` or ``DISABLED``.
+        """
         return cls("status", value)
 
     @classmethod
     def call_icon_visibility(cls, value: CallIconVisibility | str) -> SettingsUpdate:
+        """Show or hide the call icons in the chat and the business profile.
+
+        Args:
+            value: The new ``call_icon_visibility``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a text (``DEFAULT``, ``DISABLE_ALL``).
+        """
         return cls("call_icon_visibility", value)
 
     @classmethod
     def call_icons(cls, value: CallIconsSettings) -> SettingsUpdate:
+        """Show the call icons only to users from some countries.
+
+        Args:
+            value: The new ``call_icons``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a ``CallIconsSettings``.
+        """
         return cls("call_icons", value)
 
     @classmethod
     def callback_permission_status(cls, value: FeatureStatus | str) -> SettingsUpdate:
+        """Ask users who call the business to allow calls back.
+
+        Args:
+            value: The new ``callback_permission_status``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not ``ENABLED`` or ``DISABLED``.
+        """
         return cls("callback_permission_status", value)
 
     @classmethod
     def call_hours(cls, value: CallHoursSettings) -> SettingsUpdate:
+        """Replace the call hours as a whole (a ``holiday_schedule`` left out is deleted).
+
+        Args:
+            value: The new ``call_hours``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a ``CallHoursSettings``.
+        """
         return cls("call_hours", value)
 
     @classmethod
@@ -324,23 +447,79 @@ class SettingsUpdate:
         cls, value: SipSettings, *, disables_calling_api_and_webhooks: bool = False
     ) -> SettingsUpdate:
         """SIP signalling. Enabling it turns off the calling endpoints and the calling
-        webhooks, so it needs ``disables_calling_api_and_webhooks=True``."""
+        webhooks, so it needs ``disables_calling_api_and_webhooks=True``.
+
+        Args:
+            value: The new ``sip``.
+            disables_calling_api_and_webhooks: The confirmation that enabling SIP needs.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a ``SipSettings``, or enables SIP without
+                the confirmation.
+        """
         return cls(
             "sip", value, disables_calling_api_and_webhooks=disables_calling_api_and_webhooks
         )
 
     @classmethod
     def srtp_key_exchange_protocol(cls, value: SrtpKeyExchangeProtocol | str) -> SettingsUpdate:
+        """How SRTP keys are exchanged: DTLS (fingerprints) or SDES (``a=crypto``).
+
+        Args:
+            value: The new ``srtp_key_exchange_protocol``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a text (``DTLS``, ``SDES``).
+        """
         return cls("srtp_key_exchange_protocol", value)
 
     @classmethod
     def audio(cls, value: AudioSettings) -> SettingsUpdate:
+        """Audio codecs beyond Opus.
+
+        Args:
+            value: The new ``audio``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not an ``AudioSettings``.
+        """
         return cls("audio", value)
 
     @classmethod
     def video(cls, value: VideoSettings) -> SettingsUpdate:
+        """Video calling.
+
+        Args:
+            value: The new ``video``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a ``VideoSettings``.
+        """
         return cls("video", value)
 
     @classmethod
     def voicemail(cls, value: VoicemailSettings) -> SettingsUpdate:
+        """Voicemail for calls the business rejects or does not answer in time.
+
+        Args:
+            value: The new ``voicemail``.
+
+        Returns:
+            The update, for :meth:`~d360calling.AsyncClient.update_settings`.
+
+        Raises:
+            InvalidRequestError: ``value`` is not a ``VoicemailSettings``.
+        """
         return cls("voicemail", value)
