@@ -16,7 +16,18 @@ PACKAGE = Path(d360calling.__file__).parent
 # Imported only behind a guard that falls back when they are missing (speedups).
 GUARDED_EXTRAS = {"orjson", "uvloop"}
 # Extras the core must not import at all; the testing package may use its own.
-FORBIDDEN_IN_CORE = {"jsonschema", "aiortc", "redis", "pytest", "hypothesis", "aioresponses"}
+FORBIDDEN_IN_CORE = {
+    "jsonschema",
+    "aiortc",
+    "redis",
+    "pytest",
+    "hypothesis",
+    "aioresponses",
+    # The ASGI adapter is plain ASGI: the web frameworks are the user's, never imported here.
+    "fastapi",
+    "starlette",
+    "uvicorn",
+}
 
 
 def _modules() -> dict[str, Path]:

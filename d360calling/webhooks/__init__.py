@@ -1,4 +1,5 @@
-"""Call webhooks: typed events, authentication, and a receiver that survives real delivery.
+"""Call webhooks: typed events, authentication, and a receiver that survives real delivery,
+served by aiohttp or any ASGI server or framework.
 
 >>> from d360calling.webhooks import parse_webhook
 >>> events = parse_webhook(body)          # doctest: +SKIP
@@ -29,8 +30,10 @@ from ..models.webhooks import (
     WebhookMedia,
     WebhookMetadata,
 )
+from ._asgi import ASGIReceive, ASGIScope, ASGISend, WebhookASGIApp
 from ._auth import SIGNATURE_HEADER, WebhookAuth, signature, verify_signature
 from ._background import BackgroundReceiver, SyncOutboundCall
+from ._core import BodyChunks, WebhookReply
 from ._dedupe import DedupeMemory, InMemoryDedupeMemory
 from ._outbound import CallAnswer, CallOutcome, OutboundCall, OutboundCallState
 from ._parse import MAX_ID_LENGTH, MAX_TIMESTAMP, parse_webhook
@@ -45,9 +48,13 @@ __all__ = (
     "MAX_REMEMBERED_ANSWERS",
     "MAX_TIMESTAMP",
     "SIGNATURE_HEADER",
+    "ASGIReceive",
+    "ASGIScope",
+    "ASGISend",
     "AccountSettingsUpdateEvent",
     "AsyncCallActions",
     "BackgroundReceiver",
+    "BodyChunks",
     "CallActions",
     "CallAnswer",
     "CallConnectEvent",
@@ -80,6 +87,7 @@ __all__ = (
     "SyncOutboundCall",
     "UnknownEvent",
     "VoicemailEvent",
+    "WebhookASGIApp",
     "WebhookAuth",
     "WebhookContact",
     "WebhookError",
@@ -88,6 +96,7 @@ __all__ = (
     "WebhookMetadata",
     "WebhookParseError",
     "WebhookReceiver",
+    "WebhookReply",
     "parse_webhook",
     "signature",
     "verify_signature",

@@ -1,9 +1,14 @@
-"""An aiohttp.web receiver for call webhooks that survives real delivery, and the internet.
+"""A receiver for call webhooks that survives real delivery, and the internet.
 
 It authenticates, parses, answers 200 at once (so the sender does not time out and deliver
 again), then runs the user's callbacks in the background: events of one call in order, calls
 in parallel. Duplicates are dropped; a connect that arrives after its call's terminate is not
 answered; events older than ``max_age`` are reported as stale instead of acted on.
+
+Its core, :meth:`WebhookReceiver.receive`, belongs to no web framework: it takes a request's
+headers and the chunks of its body and gives the reply to send. :meth:`~WebhookReceiver.handle`
+and :meth:`~WebhookReceiver.app` adapt it to aiohttp, :meth:`~WebhookReceiver.asgi` to any
+ASGI server or framework (uvicorn, Starlette, FastAPI).
 
 Every request is bounded before anything of it is kept: its body in bytes and in read time,
 the bodies being read at once in bytes, its events in number, and the work all deliveries
@@ -11,8 +16,8 @@ may have pending; a wrong shared-secret header or a compressed body is refused b
 body is read. What cannot be accepted now is answered 503 with ``Retry-After`` and nothing of
 it is remembered, so the sender's redelivery is acted on. What the receiver cannot bound on
 its own (the time a client may take to send its headers, the number of connections and what
-aiohttp buffers for each, TLS, malformed HTTP that aiohttp answers itself) is the job of a
-reverse proxy in front.
+the server buffers for each, TLS, malformed HTTP that the server answers itself) is the job
+of a reverse proxy in front.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -58,7 +70,19 @@ from ..models.webhooks import (
     VoicemailEvent,
     WebhookEvent,
 )
+from ._asgi import ASGIReceive, ASGIScope, WebhookASGIApp, receive_asgi
 from ._auth import WebhookAuth
+from ._core import (
+    BodyChunks,
+    WebhookReply,
+    _Refusal,
+    _Throttled,
+    _Unreadable,
+    case_insensitive,
+    content_encoding,
+    declared_length,
+    read_up_to,
+)
 from ._dedupe import DedupeMemory
 from ._outbound import AsyncClientActions, OutboundActions, OutboundCall
 from ._parse import _TooManyEvents, parse_webhook
@@ -100,7 +124,6 @@ CLOSE_TIMEOUT: Final = 30.0
 """How long :meth:`WebhookReceiver.close` (and the app's cleanup) lets callbacks finish before
 it cancels them."""
 _CANCEL_GRACE: Final = 1.0  # how long close() waits for cancelled callbacks to unwind
-_LOG_INTERVAL: Final = 60.0  # refusals of one kind: one WARNING, then at most one a minute
 _READ_CHUNK: Final = 64 * 1024
 _MiB: Final = 1024 * 1024
 MAX_EARLY_EVENTS: Final = 1_000
@@ -111,41 +134,7 @@ _OUTBOUND_KINDS: Final = (CallConnectEvent, CallStatusEvent, CallTerminateEvent)
 _KEEP_UP_TO: Final = 64 * 1024  # bodies larger than this are published but not kept a while
 _HEARD: Final = 4_096  # events heard from other workers remembered, so none is fed twice
 _APPLY_RETRIES: Final = (0.1, 0.5, 2.0)  # pauses before applying to a state that failed
-
-
-class _Refusal(Exception):
-    """A request the receiver answers with an error status (never raised to aiohttp)."""
-
-    def __init__(
-        self, kind: str, status: int, text: str, detail: str = "", *, unread: bool = False
-    ) -> None:
-        super().__init__(text)
-        self.kind, self.status, self.text, self.detail = kind, status, text, detail
-        self.unread = unread  # the body was not read (to its end): the connection is closed
-
-
-class _Throttled:
-    """A WARNING for the first of a kind of refusal, then at most one per ``interval`` seconds
-    that says how many were not logged: an attacker cannot flood the logs."""
-
-    def __init__(self, clock: Callable[[], float], interval: float = _LOG_INTERVAL) -> None:
-        self._clock = clock
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def warn(self, kind: str, message: str, *args: object) -> None:
-        now = self._clock()
-        last = self._last.get(kind)
-        if last is not None and 0 <= now - last < self._interval:
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-            return
-        skipped = self._skipped.pop(kind, 0)
-        self._last[kind] = now
-        if skipped:
-            message += " (and %d more like it since the last report)"
-            args = (*args, skipped)
-        _log.warning(message, *args)
+_ACCEPTED: Final = WebhookReply(200)
 
 
 class _Delivery:
@@ -168,8 +157,10 @@ class WebhookReceiver:
     older than ``max_age`` seconds, without the
     timestamp their kind always carries (unless ``allow_missing_timestamp``), stamped more
     than ``max_age`` seconds in the future (no clock is that far off), or a connect whose
-    call already ended. Use :meth:`app` for a ready application, or :meth:`handle` as
-    the handler of your own route; call :meth:`close` (the app does it on cleanup).
+    call already ended. With aiohttp, use :meth:`app` for a ready application, or
+    :meth:`handle` as the handler of your own route; with an ASGI server or framework
+    (uvicorn, Starlette, FastAPI), :meth:`asgi`; with anything else, :meth:`receive`, the
+    core the others adapt. Call :meth:`close` when done (the apps do it on shutdown).
 
     **Authentication is required**: ``signing_secret`` (the ``x-360dialog-signature`` HMAC)
     and/or ``secret_header=(name, value)``; empty secrets are refused. Without either the
@@ -181,7 +172,9 @@ class WebhookReceiver:
     A request with a ``Content-Encoding`` other than ``identity`` gets 415 unread: decoding
     before authenticating would be work (and memory: a small body may inflate to gigabytes)
     anyone could make the receiver do. (aiohttp itself answers 400, before the handler, to
-    an encoding it has no decoder for, such as ``br`` without Brotli installed.)
+    an encoding it has no decoder for, such as ``br`` without Brotli installed.) A refusal
+    decided before the body was read closes the connection (``Connection: close``), so the
+    rest of the body is not read either.
 
     **Bounds**, each answered before anything of the request is kept:
 
@@ -415,11 +408,202 @@ class WebhookReceiver:
             0,
         )
 
-    # -- HTTP ---------------------------------------------------------------------------
+    # -- HTTP: the framework-neutral core ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the state (a :class:`~d360calling.fleet.RedisState`: a wrong URL or
+        credentials raise :class:`~d360calling.StateUnavailableError` here, not on the first
+        webhook) and start its background work; idempotent. The apps (:meth:`app`,
+        :meth:`asgi`) do it on startup; :meth:`receive` does it on the first delivery when
+        nobody did."""
+        if self._started:
+            return
+        if self._closing:
+            raise _closed_error()
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self._started:
+                await self.state.start(self)
+                self._started = True
+
+    async def receive(
+        self,
+        headers: Mapping[str, str],
+        body: bytes | BodyChunks,
+        *,
+        remote: str | None = None,
+    ) -> WebhookReply:
+        """Answer one webhook request, whatever serves it: the core that :meth:`handle`
+        (aiohttp) and :meth:`asgi` (any ASGI server or framework) adapt.
+
+        ``headers`` are the request's (names are matched whatever their case); ``body`` is
+        its body, best as the chunks it arrives in (an async iterable of bytes that raises
+        :class:`ConnectionError` if the client goes away), or as bytes read already. What
+        the headers decide is answered before a chunk is read: the shared-secret header
+        (401), a ``Content-Encoding`` (415), a declared ``Content-Length`` over
+        ``max_body_bytes`` (413), ``max_reading_bytes`` (503); the chunks are then read
+        within ``max_body_bytes`` (413 once they pass it) and ``body_timeout`` (408).
+        ``remote``, the client's address, goes into the log line of a refusal.
+
+        Returns the :class:`WebhookReply` to send: 200 once the delivery is accepted (its
+        callbacks run after), else 400, 401, 408, 413, 415 or 503 as the class describes.
+        Nothing the request holds makes it raise; a ``headers`` that is no mapping, or a
+        ``body`` that is neither bytes nor an async iterable, raises
+        :class:`~d360calling.InvalidRequestError`.
+        """
+        if not isinstance(headers, Mapping):
+            raise InvalidRequestError("headers must be a mapping of header names to values")
+        if not isinstance(body, (bytes, bytearray, memoryview, AsyncIterable)):
+            raise InvalidRequestError("body must be bytes or an async iterable of bytes")
+        if self.insecure_no_auth and not self._warned_insecure:
+            self._warned_insecure = True
+            _log.warning(
+                "webhook receiver serving without authentication (insecure_no_auth=True): "
+                "anyone who can reach it can post events"
+            )
+        self.stats["received"] += 1
+        try:
+            await self._receive(case_insensitive(headers), body)
+        except _Refusal as refusal:
+            return self._refuse(refusal, remote)
+        return _ACCEPTED
+
+    async def _receive(self, headers: Mapping[str, str], body: bytes | BodyChunks) -> None:
+        if self._closing:
+            raise _Refusal("overloaded", 503, "the receiver is shutting down", unread=True)
+        if not self._started:
+            try:
+                await self.start()
+            except StateUnavailableError:
+                raise _Refusal(
+                    "unavailable", 503, "the receiver's state is unavailable", unread=True
+                ) from None
+        # What the headers alone decide comes before the body is read: a request without the
+        # shared secret costs no memory and no read time.
+        if not self.auth.check_header(headers):
+            raise _Refusal(
+                "unauthenticated", 401, "unauthenticated", "authentication failed", unread=True
+            )
+        encoding = content_encoding(headers)
+        if encoding is not None:
+            # The signature is over the bytes as sent, and decoding before authenticating is
+            # work (and memory: a small body may inflate to gigabytes) for anyone.
+            raise _Refusal(
+                "unsupported_encoding",
+                415,
+                "the body must not be compressed (Content-Encoding: identity)",
+                f"Content-Encoding {encoding!r:.40}",
+                unread=True,
+            )
+        data = await self._read_body(headers, body)
+        if self._closing:  # closed while the body arrived: close() has returned, or will
+            raise _Refusal("overloaded", 503, "the receiver is shutting down")
+        if self.auth.enabled and not self.auth.check(headers, data):
+            raise _Refusal("unauthenticated", 401, "unauthenticated", "authentication failed")
+        try:
+            events = parse_webhook(data, max_events=self.max_events_per_delivery)
+        except _TooManyEvents as exc:
+            raise _Refusal("too_many_events", 503, str(exc)) from None
+        except WebhookParseError as exc:
+            raise _Refusal("invalid", 400, str(exc)) from None
+        need, size = len(events), len(data)
+        if need and (
+            len(self._tasks) + len(self._abandoned) + self._reserved + need
+            > self.max_pending_callbacks
+            or self._pending_bytes + size > self.max_pending_bytes
+        ):
+            raise _Refusal("overloaded", 503, "too many webhook callbacks pending")
+        if need:
+            # From here the delivery is accepted or refused as a whole, even if the request
+            # is cancelled meanwhile (its keys must not stay recorded without their callbacks).
+            self._reserved += need
+            self._pending_bytes += size
+            accepting = asyncio.ensure_future(self._accept(events, data))
+            accepting.add_done_callback(_retrieved)  # its refusal is not "never retrieved"
+            try:
+                await asyncio.shield(accepting)
+            except asyncio.CancelledError:
+                if not accepting.cancelled():
+                    raise  # this request was cancelled; its delivery is accepted regardless
+                # The acceptance itself was cancelled (the dedupe memory's call was): it took
+                # back what it had recorded, so the redelivery is acted on.
+                raise _Refusal("overloaded", 503, "accepting the delivery was cancelled") from None
+
+    async def _read_body(self, headers: Mapping[str, str], body: bytes | BodyChunks) -> bytes:
+        declared = declared_length(headers)
+        if declared is not None and declared > self.max_body_bytes:
+            raise _Refusal(
+                "too_large",
+                413,
+                f"the body is larger than {self.max_body_bytes} bytes",
+                unread=True,
+            )
+        if isinstance(body, (bytes, bytearray, memoryview)):  # read already (a middleware)
+            data = bytes(body)
+        else:
+            # Bodies being read at once hold at most max_reading_bytes between them: each
+            # reserves what it may take (its declared length, else the cap) before reading.
+            reserve = self.max_body_bytes if declared is None else declared
+            if self._reading_bytes + reserve > self.max_reading_bytes:
+                raise _Refusal(
+                    "overloaded", 503, "too many webhook bodies being read at once", unread=True
+                )
+            self._reading_bytes += reserve
+            try:
+                data = await asyncio.wait_for(
+                    read_up_to(body, self.max_body_bytes), self.body_timeout
+                )
+            except asyncio.TimeoutError:
+                raise _Refusal(
+                    "body_timeouts",
+                    408,
+                    f"the body did not arrive within {self.body_timeout:g} s",
+                    unread=True,
+                ) from None
+            except ConnectionError:
+                raise _Refusal(
+                    "disconnected", 400, "the client disconnected before its body arrived"
+                ) from None
+            except _Unreadable as exc:
+                # A broken chunked encoding, a body shorter than declared: the server's text.
+                raise _Refusal(
+                    "invalid", 400, f"the body cannot be read: {exc}", unread=True
+                ) from None
+            finally:
+                self._reading_bytes -= reserve
+        if len(data) > self.max_body_bytes:  # read whole by a middleware
+            raise _Refusal("too_large", 413, f"the body is larger than {self.max_body_bytes} bytes")
+        return data
+
+    def _refuse(self, refusal: _Refusal, remote: str | None) -> WebhookReply:
+        self.stats["refused"] += 1
+        self.stats[refusal.kind] += 1
+        if refusal.kind == "disconnected":  # no one to answer: the status is never sent
+            self._throttled.warn(
+                refusal.kind, "webhook request dropped: %s (from %s)", refusal.text, remote
+            )
+        else:
+            self._throttled.warn(
+                refusal.kind,
+                "webhook refused with %d: %s (from %s)",
+                refusal.status,
+                refusal.detail or refusal.text,
+                remote,
+            )
+        headers: dict[str, str] = {}
+        if refusal.status == 503:
+            headers["Retry-After"] = str(RETRY_AFTER)
+        if refusal.unread:
+            headers["Connection"] = "close"  # the rest of the body is not wanted
+        return WebhookReply(refusal.status, refusal.text, headers, close=refusal.unread)
+
+    # -- HTTP: aiohttp ----------------------------------------------------------------------
 
     def app(self, path: str = "/webhook") -> web.Application:
-        """An application serving :meth:`handle` at ``path``; its cleanup calls :meth:`close`
-        (so callbacks get :data:`CLOSE_TIMEOUT` seconds to finish)."""
+        """An aiohttp application serving :meth:`handle` at ``path``; its startup calls
+        :meth:`start`, its cleanup :meth:`close` (so callbacks get :data:`CLOSE_TIMEOUT`
+        seconds to finish)."""
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post(path, self.handle)
 
@@ -433,172 +617,52 @@ class WebhookReceiver:
         app.on_cleanup.append(cleanup)
         return app
 
-    async def start(self) -> None:
-        """Connect the state (a :class:`~d360calling.fleet.RedisState`: a wrong URL or
-        credentials raise :class:`~d360calling.StateUnavailableError` here, not on the first
-        webhook) and start its background work; idempotent. The app does it on startup;
-        :meth:`handle` does it on the first delivery when nobody did."""
-        if self._started:
-            return
-        if self._closing:
-            raise _closed_error()
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            if not self._started:
-                await self.state.start(self)
-                self._started = True
-
     async def handle(self, request: web.Request) -> web.Response:
-        """The aiohttp handler: 200 once the delivery is accepted (its callbacks run after),
-        else 400, 401, 408, 413, 415 or 503 as the class describes; never an exception."""
-        if self.insecure_no_auth and not self._warned_insecure:
-            self._warned_insecure = True
-            _log.warning(
-                "webhook receiver serving without authentication (insecure_no_auth=True): "
-                "anyone who can reach it can post events"
-            )
-        self.stats["received"] += 1
-        try:
-            return await self._handle(request)
-        except _Refusal as refusal:
-            return self._refuse(refusal, request)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if self._closing:
-            raise _Refusal("overloaded", 503, "the receiver is shutting down", unread=True)
-        if not self._started:
-            try:
-                await self.start()
-            except StateUnavailableError:
-                raise _Refusal(
-                    "unavailable", 503, "the receiver's state is unavailable", unread=True
-                ) from None
-        # What the headers alone decide comes before the body is read: a request without the
-        # shared secret costs no memory and no read time.
-        if not self.auth.check_header(request.headers):
-            raise _Refusal(
-                "unauthenticated", 401, "unauthenticated", "authentication failed", unread=True
-            )
-        encoding = _encoding(request)
-        if encoding is not None:
-            # The signature is over the bytes as sent, and decoding before authenticating is
-            # work (and memory: a small body may inflate to gigabytes) for anyone.
-            raise _Refusal(
-                "unsupported_encoding",
-                415,
-                "the body must not be compressed (Content-Encoding: identity)",
-                f"Content-Encoding {encoding!r:.40}",
-                unread=True,
-            )
-        body = await self._read_body(request)
-        if self._closing:  # closed while the body arrived: close() has returned, or will
-            raise _Refusal("overloaded", 503, "the receiver is shutting down")
-        if self.auth.enabled and not self.auth.check(request.headers, body):
-            raise _Refusal("unauthenticated", 401, "unauthenticated", "authentication failed")
-        try:
-            events = parse_webhook(body, max_events=self.max_events_per_delivery)
-        except _TooManyEvents as exc:
-            raise _Refusal("too_many_events", 503, str(exc)) from None
-        except WebhookParseError as exc:
-            raise _Refusal("invalid", 400, str(exc)) from None
-        need, size = len(events), len(body)
-        if need and (
-            len(self._tasks) + len(self._abandoned) + self._reserved + need
-            > self.max_pending_callbacks
-            or self._pending_bytes + size > self.max_pending_bytes
-        ):
-            raise _Refusal("overloaded", 503, "too many webhook callbacks pending")
-        if need:
-            # From here the delivery is accepted or refused as a whole, even if the request
-            # is cancelled meanwhile (its keys must not stay recorded without their callbacks).
-            self._reserved += need
-            self._pending_bytes += size
-            accepting = asyncio.ensure_future(self._accept(events, body))
-            accepting.add_done_callback(_retrieved)  # its refusal is not "never retrieved"
-            try:
-                await asyncio.shield(accepting)
-            except asyncio.CancelledError:
-                if not accepting.cancelled():
-                    raise  # this request was cancelled; its delivery is accepted regardless
-                # The acceptance itself was cancelled (the dedupe memory's call was): it took
-                # back what it had recorded, so the redelivery is acted on.
-                raise _Refusal("overloaded", 503, "accepting the delivery was cancelled") from None
-        return web.Response(status=200)
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        declared = request.content_length
-        if declared is not None and declared > self.max_body_bytes:
-            raise _Refusal(
-                "too_large",
-                413,
-                f"the body is larger than {self.max_body_bytes} bytes",
-                unread=True,
-            )
-        if not request.can_read_body:  # read already (by a middleware), or no body at all
+        """The aiohttp handler (an adapter of :meth:`receive`): 200 once the delivery is
+        accepted (its callbacks run after), else 400, 401, 408, 413, 415 or 503 as the class
+        describes; never an exception."""
+        if request.can_read_body:
+            body: bytes | BodyChunks = _aiohttp_chunks(request.content)
+        else:  # read already (by a middleware), or no body at all
             body = await request.read()
-        else:
-            # Bodies being read at once hold at most max_reading_bytes between them: each
-            # reserves what it may take (its declared length, else the cap) before reading.
-            reserve = self.max_body_bytes if declared is None else declared
-            if self._reading_bytes + reserve > self.max_reading_bytes:
-                raise _Refusal(
-                    "overloaded", 503, "too many webhook bodies being read at once", unread=True
-                )
-            self._reading_bytes += reserve
-            try:
-                body = await asyncio.wait_for(
-                    _read_up_to(request.content, self.max_body_bytes), self.body_timeout
-                )
-            except asyncio.TimeoutError:
-                raise _Refusal(
-                    "body_timeouts",
-                    408,
-                    f"the body did not arrive within {self.body_timeout:g} s",
-                    unread=True,
-                ) from None
-            except ConnectionError:
-                raise _Refusal(
-                    "disconnected", 400, "the client disconnected before its body arrived"
-                ) from None
-            except web.RequestPayloadError as exc:
-                # A broken chunked encoding, a body shorter than declared: aiohttp's text.
-                raise _Refusal(
-                    "invalid", 400, f"the body cannot be read: {exc}", unread=True
-                ) from None
-            finally:
-                self._reading_bytes -= reserve
-        if len(body) > self.max_body_bytes:  # read whole by a middleware
-            raise _Refusal("too_large", 413, f"the body is larger than {self.max_body_bytes} bytes")
-        return body
-
-    def _refuse(self, refusal: _Refusal, request: web.Request) -> web.Response:
-        self.stats["refused"] += 1
-        self.stats[refusal.kind] += 1
-        if refusal.kind == "disconnected":  # no one to answer: the status is never sent
-            self._throttled.warn(
-                refusal.kind, "webhook request dropped: %s (from %s)", refusal.text, request.remote
-            )
-        else:
-            self._throttled.warn(
-                refusal.kind,
-                "webhook refused with %d: %s (from %s)",
-                refusal.status,
-                refusal.detail or refusal.text,
-                request.remote,
-            )
-        response = web.Response(status=refusal.status, text=refusal.text)
-        if refusal.status == 503:
-            response.headers["Retry-After"] = str(RETRY_AFTER)
-        if refusal.unread:
-            response.force_close()  # the rest of the body is not wanted
-            if _encoding(request) is not None:
+        reply = await self.receive(request.headers, body, remote=request.remote)
+        if reply.status == 200:
+            return web.Response(status=200)
+        response = web.Response(status=reply.status, text=reply.text)
+        for name, value in reply.headers.items():
+            if name.lower() != "connection":  # aiohttp's own, set by force_close()
+                response.headers[name] = value
+        if reply.close:
+            response.force_close()
+            if content_encoding(request.headers) is not None:
                 # After the response aiohttp reads what is left of an unread body to discard
                 # it ("lingering"), decoding a compressed one as it goes (work for anyone),
                 # and logs a body that does not decode at ERROR with a traceback, unthrottled.
                 # A timeout is how its lingering ends quietly: it then closes the connection.
                 request.content.set_exception(asyncio.TimeoutError())
         return response
+
+    # -- HTTP: ASGI -------------------------------------------------------------------------
+
+    def asgi(self, path: str | None = "/webhook") -> WebhookASGIApp:
+        """A pure ASGI application serving :meth:`receive` at ``path`` (``None``: at any
+        path), with no dependency: run it under uvicorn (or any ASGI server), mount it in
+        Starlette or FastAPI (``app.mount("/hooks", receiver.asgi())`` serves
+        ``/hooks/webhook``), or make it the endpoint of a Starlette route
+        (``Route("/webhook", receiver.asgi(), methods=["POST"])``). Run on its own, it calls
+        :meth:`start` on the server's startup and :meth:`close` on its shutdown (the ASGI
+        lifespan); mounted or routed, it is not passed the lifespan: call them from the
+        app's own (see ``docs/webhooks.md``). For a route handler of your own, see
+        :meth:`receive_asgi`."""
+        return WebhookASGIApp(self, path)
+
+    async def receive_asgi(self, scope: ASGIScope, receive: ASGIReceive) -> WebhookReply:
+        """:meth:`receive` for one ASGI ``http`` request, reading its body from ``receive``
+        (raw bytes, as the signature needs them): what a route handler of a framework calls,
+        e.g. in FastAPI ``reply = await receiver.receive_asgi(request.scope,
+        request.receive)``, then answers ``Response(reply.body, reply.status,
+        reply.headers)``. Nothing may have read the body before."""
+        return await receive_asgi(self, scope, receive)
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -667,16 +731,16 @@ class WebhookReceiver:
         return None
 
     async def _run(self, event: WebhookEvent, stale: str | None, claim: EventClaim) -> None:
+        # A run cancelled (by close()) is not finished: it stays this worker's work, which a
+        # shared state hands to another worker once this one has stopped.
+        await self._run_locked(event, stale)
         try:
-            await self._run_locked(event, stale)
-        finally:
-            try:
-                await self.state.finish(claim)
-            except Exception as exc:
-                self.stats["state_errors"] += 1
-                self._throttled.warn(
-                    "state_finish", "webhook state could not finish an event: %s", _text(exc)
-                )
+            await self.state.finish(claim)
+        except Exception as exc:
+            self.stats["state_errors"] += 1
+            self._throttled.warn(
+                "state_finish", "webhook state could not finish an event: %s", _text(exc)
+            )
 
     async def _run_locked(self, event: WebhookEvent, stale: str | None) -> None:
         call_id = getattr(event, "call_id", None)
@@ -1129,21 +1193,16 @@ class WebhookReceiver:
         await asyncio.wait(running, timeout=_CANCEL_GRACE)
 
 
-async def _read_up_to(stream: StreamReader, limit: int) -> bytes:
-    body = bytearray()
+async def _aiohttp_chunks(stream: StreamReader) -> AsyncIterator[bytes]:
+    """An aiohttp request's body as it arrives, for :meth:`WebhookReceiver.receive`."""
     while True:
-        chunk = await stream.read(min(_READ_CHUNK, limit + 1 - len(body)))
+        try:
+            chunk = await stream.read(_READ_CHUNK)
+        except web.RequestPayloadError as exc:
+            raise _Unreadable(str(exc)) from None
         if not chunk:
-            return bytes(body)
-        body += chunk
-        if len(body) > limit:
-            raise _Refusal("too_large", 413, f"the body is larger than {limit} bytes", unread=True)
-
-
-def _encoding(request: web.BaseRequest) -> str | None:
-    """The request's Content-Encoding, unless it is none or ``identity``."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    return None if encoding in ("", "identity") else encoding
+            return
+        yield chunk
 
 
 def _connect_options(**options: object) -> dict[str, object]:
