@@ -1,4 +1,5 @@
 """``python -m benchmarks [--quick]``: d360calling against raw aiohttp, httpx and requests.
+(``--media``: only the media benchmark; ``--fleet``: only the fleet benchmark.)
 
 Starts the canned server (and, for the call-bot scenario, the fake API) in their own
 processes on their own core, runs every (client, concurrency) pair in a fresh process on the
@@ -402,6 +403,15 @@ def _media_section(quick: bool) -> int:
     return _media.main(["--calls", "1", "--seconds", "2"] if quick else [])
 
 
+def _fleet_section(quick: bool, out: Path) -> int:
+    try:
+        from . import _fleet  # redis-py: only with the redis extra
+    except ImportError:
+        print('the fleet benchmark needs the redis extra: pip install "d360calling[redis]"')
+        return 2
+    return _fleet.main([*(["--quick"] if quick else []), "--out", str(out)])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
@@ -424,9 +434,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the media benchmark (needs the media extra; = python -m benchmarks._media)",
     )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="only the fleet benchmark: receiver workers on Redis vs in memory (needs the "
+        "redis extra and redis-server; = python -m benchmarks._fleet), into --out",
+    )
     args = parser.parse_args(argv)
+    if args.media and args.fleet:
+        parser.error("--media and --fleet are separate runs: give one")
+    if args.fleet and args.report is not None:
+        parser.error("--report takes the main benchmark's tables, not --fleet's")
     if args.media:
         return _media_section(args.quick)
+    if args.fleet:
+        return _fleet_section(args.quick, args.out)
     if args.report is not None and args.quick:
         parser.error("--report takes a full run: a --quick one measures too little to report")
     args.runs = args.runs or (1 if args.quick else 5)

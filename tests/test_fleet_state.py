@@ -638,3 +638,18 @@ async def test_a_state_not_started_or_closed_raises_a_typed_error(make_state: Ma
         await state.claim(b"x", [claim])
     with pytest.raises(StateUnavailableError):
         await state.start(Listener())
+
+
+@pytest.mark.asyncio
+async def test_applying_an_event_again_changes_nothing() -> None:
+    # A taken-over event is applied a second time by the worker that reruns it.
+    events = [
+        call_event(outbound_status("wacid.TWICE", "RINGING", T0)),
+        call_event(outbound_connect("wacid.TWICE", T0 + 2)),
+        call_event(outbound_terminate("wacid.TWICE", T0 + 30, start=T0 + 2, duration=28)),
+    ]
+    once = await folded(events)
+    for repeated in range(len(events)):
+        again = await folded([*events, events[repeated]])
+        assert again == once
+    assert once.events == ("connect", "status:RINGING", "terminate")

@@ -253,7 +253,10 @@ def _rank(label: str) -> int:
 def _placed(events: tuple[str, ...], label: str) -> tuple[str, ...]:
     """``label`` added in its call's lifecycle order (connect, ringing, accepted or rejected,
     terminate), wherever it arrived: a record is the same whichever worker applied which
-    event first (events of one rank stay in the order they were applied)."""
+    event first (events of one rank stay in the order they were applied), and applying an
+    event twice adds it once."""
+    if label in events:  # the same event applied again (a dead worker's, taken over)
+        return events
     rank = _rank(label)
     at = len(events)
     while at and _rank(events[at - 1]) > rank:
