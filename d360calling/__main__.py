@@ -1,4 +1,4 @@
-"""``python -m d360calling``: the same as the ``d360calling`` command."""
+"""``python -m d360calling``: the same as the ``d360calling`` command (``--version`` too)."""
 
 import sys
 
@@ -6,4 +6,5 @@ from ._cli import main
 
 __all__ = ()
 
-sys.exit(main())
+if __name__ == "__main__":  # importing this module (docs tools do) runs nothing
+    sys.exit(main())

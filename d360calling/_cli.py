@@ -3,13 +3,16 @@
 Exit codes tell outcomes apart for scripts: 0 success, 2 bad input (including a missing API
 key), 3 the API answered with an error (or an answer that makes no sense), 4 no answer
 (network error or timeout), 5 the answer is no (may not call now; the call was not answered),
-130 interrupted, 1 anything else.
+130 interrupted, 141 stdout closed before everything was printed (``| head``), 143 ``call
+place`` ended by SIGTERM (after hanging up), 1 anything else. ``fake-server`` exits 0 when
+Ctrl-C or SIGTERM stops it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import enum
 import functools
 import ipaddress
@@ -18,9 +21,11 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import textwrap
 import typing
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import date, datetime, timezone
 from typing import Any, NoReturn
 
@@ -32,9 +37,11 @@ import yarl
 
 from . import _json
 from ._async_client import AsyncClient
-from ._constants import API_KEY_ENV
+from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from ._converter import encode, make_converter
 from ._options import ClientOptionChanges, ClientOptions
+from ._redact import hide_userinfo
+from ._validation import is_loopback
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -58,6 +65,10 @@ from .models import (
     UpdateSettingsResponse,
 )
 
+if typing.TYPE_CHECKING:
+    from .testing import WebhookDelivery
+    from .testing._runner import DeliveryNote
+
 __all__ = ("main", "options_from_args")
 
 EXIT_OK = 0
@@ -67,12 +78,25 @@ EXIT_API_ERROR = 3
 EXIT_NETWORK_ERROR = 4
 EXIT_NO = 5  # the answer is no: may not call now, or the call placed was not answered
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), for the commands that are not servers
+EXIT_BROKEN_PIPE = 141  # stdout closed (128 + SIGPIPE), as cat or seq end in `| head`
 
 _EPILOG = """\
 exit codes: 0 success, 2 bad input or no API key, 3 API error, 4 network error or timeout,
 5 the answer is no (permissions can-call: not now; call place: not answered), 130 interrupted,
-1 anything else.
+141 stdout closed (| head), 1 anything else.
 The API key comes from --api-key or D360_API_KEY; the base URL from --base-url or D360_BASE_URL.
+"""
+_DEMO_EPILOG = """\
+Without an API key, or with a base URL on this machine (127.0.0.1, localhost: a fake server,
+say), the demo runs on a fake API of its own and places two calls. With a key and any other
+base URL it talks to that API, and only reads (settings; with --wa-id a call permission).
+It says which, first. --timeout and --max-retries apply to the real API only.
+exit codes: 0 done, 1 the demo failed, 2 bad input, 3 API error, 4 network error, 130
+interrupted, 141 stdout closed (| head).
+"""
+_SMALL_EPILOG = """\
+exit codes: 0 success, 2 bad input, 141 stdout closed (| head), 1 anything else.
 """
 
 
@@ -177,11 +201,21 @@ def _secret(text: str) -> str:
     return text
 
 
+# RFC 9110 §5.6.2: a header name is a token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
-    if not colon or not name.strip() or not value.strip():
+    name, value = name.strip(), value.strip()
+    if not colon or not name or not value:
         raise argparse.ArgumentTypeError("expected NAME:VALUE, e.g. X-Webhook-Secret:s3cret")
-    return name.strip(), value.strip()
+    if not _HEADER_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"not a header name: {_clean(repr(name)):.60}")
+    if not all(" " <= c <= "~" or c == "\t" for c in value):
+        # The value is a secret: not shown.
+        raise argparse.ArgumentTypeError(f"the value of {name} must be printable ASCII")
+    return name, value
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -208,32 +242,152 @@ def _port(text: str) -> int:
     return port
 
 
+# The user's side of the fake, over HTTP (d360calling/testing/_control.py): method, path,
+# body (a field marked ? is optional), what it does.
+FAKE_ROUTES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "POST",
+        "/_fake/calls",
+        '{"from": USER, "sdp"?, "name"?, "deeplink_payload"?, "cta_payload"?}',
+        "the user calls the business",
+    ),
+    ("GET", "/_fake/calls", "", "every call, with its id and state"),
+    ("POST", "/_fake/calls/{id}/answer", '{"sdp"?}', "the user picks up a business call"),
+    ("POST", "/_fake/calls/{id}/decline", "", "the user declines a business call"),
+    ("POST", "/_fake/calls/{id}/hangup", "", "the user hangs up"),
+    ("POST", "/_fake/calls/{id}/ring-out", "", "nobody answers: the call times out now"),
+    ("POST", "/_fake/calls/{id}/voicemail", "", "the caller leaves a voicemail"),
+    ("POST", "/_fake/permissions/{user}", '{"permanent"?: bool}', "the user allows calls"),
+    (
+        "POST",
+        "/_fake/permissions/{user}/grant",
+        '{"permanent"?: bool}',
+        "the user accepts the newest permission request",
+    ),
+    (
+        "POST",
+        "/_fake/permissions/{user}/decline",
+        "",
+        "the user declines the newest permission request",
+    ),
+    ("POST", "/_fake/permissions/{user}/revoke", "", "the user withdraws permission"),
+    (
+        "POST",
+        "/_fake/users",
+        '{"user": USER, "name"?, "old_client"?: bool}',
+        "tell the fake about a user",
+    ),
+    ("GET", "/_fake/messages", "", "every message the business sent"),
+    (
+        "POST",
+        "/_fake/messages",
+        '{"from": USER, "text": TEXT}',
+        "the user writes (opens the 24 h window)",
+    ),
+    ("POST", "/_fake/messages/{id}/press", '{"sdp"?}', "the user taps a call button"),
+    (
+        "POST",
+        "/_fake/templates",
+        '{"name", "body_text", "language"?, "category"?, '
+        '"header_text"?, "call_permission_request"?: bool}',
+        "tell the fake about a template",
+    ),
+    ("GET", "/_fake/media/{id}", "", "what the fake knows of a media id it sent"),
+)
+FAKE_ROUTE_RULES = """\
+Every /_fake/ request needs the header D360-API-KEY with the fake's key (401 without it), and
+one with a body needs Content-Type: application/json (400 without it). The body is optional
+where no field is required. USER is a phone number (digits) or a business-scoped id (US.…).
+Answers are JSON: 200 with what changed, 400 for a malformed body, 404 for an unknown route,
+409 {"error": …} for what cannot happen (no such call, a call that has ended...)."""
+
+
+def _routes_text() -> str:
+    lines = []
+    for method, path, body, what in FAKE_ROUTES:
+        lines.append(f"  {method:<4} {path}: {what}")
+        if body:
+            lines += textwrap.wrap(body, 96, initial_indent=" " * 7, subsequent_indent=" " * 8)
+    return "\n".join(lines)
+
+
+def _fake_server_epilog() -> str:
+    return f"""\
+the user's side over HTTP (the /_fake/ routes; not part of the real API):
+{FAKE_ROUTE_RULES}
+{_routes_text()}
+e.g. a user calls in:
+  curl -sS http://127.0.0.1:8360/_fake/calls -H 'D360-API-KEY: fake-d360-api-key' \\
+    -H 'Content-Type: application/json' -d '{{"from": "4915112345678"}}'
+
+webhooks: each goes to the --webhook-url URLs in turn; a failed attempt is tried again on the
+next URL, 3 attempts in all. Each failed attempt is printed on stderr. A WebhookReceiver
+accepts a delivery only if it can authenticate it: give the fake the receiver's
+signing_secret as --webhook-secret, and its secret_header as --webhook-header NAME:VALUE.
+
+Ctrl-C or SIGTERM stops it (exit 0). exit codes: 0 stopped, 2 bad arguments or the address
+cannot be used, 141 stdout closed, 1 anything else.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    # Connection options are accepted before or after the subcommand; SUPPRESS keeps a
-    # subcommand's defaults from overwriting what was given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api-key", default=argparse.SUPPRESS, help="the number's API key")
-    common.add_argument("--base-url", default=argparse.SUPPRESS, help="API base URL")
-    common.add_argument(
+    # The API commands' connection options are accepted before or after the subcommand;
+    # SUPPRESS keeps a subcommand's defaults from overwriting what was given before it.
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument(
+        "--api-key",
+        default=argparse.SUPPRESS,
+        metavar="KEY",
+        help=f"the phone number's 360dialog API key (default: ${API_KEY_ENV})",
+    )
+    client.add_argument(
+        "--base-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help=f"the API's base URL (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
+    )
+    client.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="seconds for one attempt (default 10)",
+    )
+    client.add_argument(
+        "--max-retries",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="retries after the first attempt (default 2)",
+    )
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
     )
-    common.add_argument(
-        "--timeout", type=float, default=argparse.SUPPRESS, help="seconds per attempt"
-    )
-    common.add_argument(
-        "--max-retries", type=int, default=argparse.SUPPRESS, help="retries after the first try"
-    )
+    api_options = [client, output]
 
-    def sub(group: Any, name: str, help: str) -> argparse.ArgumentParser:
+    def sub(
+        group: Any,
+        name: str,
+        help: str,
+        parents: Sequence[argparse.ArgumentParser] = api_options,
+        epilog: str = _EPILOG,
+    ) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = group.add_parser(
-            name, help=help, description=help, parents=[common], epilog=_EPILOG
+            name,
+            help=help,
+            description=help,
+            parents=list(parents),
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         return parser
 
     root = _Parser(
         prog="d360calling",
-        description="360dialog WhatsApp Calling API from the command line.",
-        parents=[common],
+        description="360dialog WhatsApp Calling API from the command line. The connection "
+        "options go before or after an API command (call, permissions, message, settings).",
+        parents=api_options,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -244,7 +398,11 @@ def _parser() -> argparse.ArgumentParser:
     actions = call.add_subparsers(dest="action", required=True, parser_class=_Parser)
     connect = sub(actions, "connect", "call a WhatsApp user (needs their call permission)")
     connect.add_argument("to", help="the user's WhatsApp number, digits only")
-    connect.add_argument("--sdp", required=True, help="file with the SDP offer ('-': stdin)")
+    connect.add_argument(
+        "--sdp",
+        required=True,
+        help="file with the SDP offer ('-': stdin; `d360calling sdp sample --offer` makes one)",
+    )
     connect.add_argument("--callback-data", help="biz_opaque_callback_data, echoed in webhooks")
     place = sub(actions, "place", "call a user and wait for the outcome (serves the webhooks)")
     place.add_argument("to", help="the user's WhatsApp number or business-scoped user id")
@@ -259,7 +417,8 @@ def _parser() -> argparse.ArgumentParser:
         "--listen",
         type=_listen,
         default=("127.0.0.1", 8080),
-        help="HOST:PORT where this command receives the call's webhooks at /webhook",
+        help="HOST:PORT where this command receives the call's webhooks at /webhook "
+        "(default 127.0.0.1:8080)",
     )
     place.add_argument(
         "--webhook-secret", type=_secret, help="the x-360dialog-signature signing secret"
@@ -276,7 +435,9 @@ def _parser() -> argparse.ArgumentParser:
         answer.add_argument("call_id", help="the wacid.… from the connect webhook")
         answer.add_argument("--sdp", required=True, help="file with the SDP answer ('-': stdin)")
         if name == "accept":
-            answer.add_argument("--callback-data", help="biz_opaque_callback_data")
+            answer.add_argument(
+                "--callback-data", help="biz_opaque_callback_data, echoed in webhooks"
+            )
     for name, help_text in (
         ("reject", "reject an incoming call"),
         ("terminate", "end a call"),
@@ -299,7 +460,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     permissions.add_argument("--language", help="request --template: its language, e.g. en_US")
     permissions.add_argument(
-        "--param", action="append", default=[], help="request --template: a body parameter"
+        "--param",
+        action="append",
+        default=[],
+        help="request --template: a body parameter (repeat for each, in order)",
     )
 
     message = sub(commands, "message", "messages that belong to calling (POST /messages)")
@@ -312,15 +476,31 @@ def _parser() -> argparse.ArgumentParser:
     button.add_argument("--payload", help="echoed as cta_payload on the call's webhooks")
 
     settings = sub(commands, "settings", "calling settings")
-    settings_commands = settings.add_subparsers(dest="settings_command", required=True)
+    settings_commands = settings.add_subparsers(
+        dest="settings_command", required=True, parser_class=_Parser
+    )
     sub(settings_commands, "get", "show the calling settings")
     update = sub(settings_commands, "set", "change one calling setting (one per request)")
-    update.add_argument("--status", choices=("ENABLED", "DISABLED"))
-    update.add_argument("--call-icon-visibility", choices=("DEFAULT", "DISABLE_ALL"))
-    update.add_argument("--callback-permission-status", choices=("ENABLED", "DISABLED"))
-    update.add_argument("--srtp-key-exchange-protocol", choices=("DTLS", "SDES"))
+    update.add_argument("--status", choices=("ENABLED", "DISABLED"), help="turn calling on or off")
     update.add_argument(
-        "--file", help="JSON file with {\"calling\": {...}} or the calling object ('-': stdin)"
+        "--call-icon-visibility",
+        choices=("DEFAULT", "DISABLE_ALL"),
+        help="show the call icons (DEFAULT) or hide them everywhere (DISABLE_ALL)",
+    )
+    update.add_argument(
+        "--callback-permission-status",
+        choices=("ENABLED", "DISABLED"),
+        help="whether users who call are asked to allow calls back",
+    )
+    update.add_argument(
+        "--srtp-key-exchange-protocol",
+        choices=("DTLS", "SDES"),
+        help="how the call's media keys are exchanged",
+    )
+    update.add_argument(
+        "--file",
+        help="JSON file with {\"calling\": {...}} or the calling object ('-': stdin); for "
+        "call_hours, sip and the other settings without a flag",
     )
     update.add_argument(
         "--sip-disables-calling-api",
@@ -328,25 +508,134 @@ def _parser() -> argparse.ArgumentParser:
         help="confirm that enabling SIP turns off the calling endpoints and their webhooks",
     )
 
-    fake = sub(commands, "fake-server", "run the fake Calling API until Ctrl-C")
-    fake.add_argument("--host", type=_listen_host, default="127.0.0.1")
-    fake.add_argument("--port", type=_port, default=8360, help="0: any free port")
-    fake.add_argument("--webhook-url", type=_webhook_url, help="where the fake POSTs call webhooks")
-    fake.add_argument(
-        "--webhook-secret", type=_secret, help="sign webhooks with x-360dialog-signature"
+    fake = sub(
+        commands,
+        "fake-server",
+        "run the fake Calling API until Ctrl-C or SIGTERM",
+        parents=(),
+        epilog=_fake_server_epilog(),
     )
-    fake.add_argument("--answer-window", type=_seconds, default=60.0)
+    fake.add_argument(
+        "--host",
+        type=_listen_host,
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the address to listen on (default 127.0.0.1)",
+    )
+    fake.add_argument(
+        "--port", type=_port, default=8360, help="the port to listen on (default 8360; 0: any)"
+    )
+    fake.add_argument(
+        "--api-key",
+        default=argparse.SUPPRESS,
+        metavar="KEY",
+        help="the key the fake accepts in D360-API-KEY (default: fake-d360-api-key)",
+    )
+    fake.add_argument(
+        "--webhook-url",
+        type=_webhook_url,
+        action="append",
+        metavar="URL",
+        help="where the fake POSTs its webhooks; repeat for several receivers (round-robin)",
+    )
+    fake.add_argument(
+        "--webhook-secret",
+        type=_secret,
+        metavar="SECRET",
+        help="sign each webhook with x-360dialog-signature, as with a receiver's signing_secret",
+    )
+    fake.add_argument(
+        "--webhook-header",
+        type=_header,
+        action="append",
+        metavar="NAME:VALUE",
+        help="send this header with each webhook, as a receiver's secret_header=(NAME, VALUE) "
+        "expects; repeatable",
+    )
+    fake.add_argument(
+        "--answer-window",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds an inbound call rings before it ends unanswered (default 60)",
+    )
 
-    demo = sub(commands, "demo", "walk through an inbound and an outbound call")
+    demo = sub(
+        commands,
+        "demo",
+        "walk through an inbound and an outbound call",
+        parents=[client],
+        epilog=_DEMO_EPILOG,
+    )
     demo.add_argument(
-        "--wa-id", help="with a real API key: the user whose call permission to check"
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="one JSON object per line and step, for scripts",
+    )
+    demo.add_argument(
+        "--wa-id",
+        metavar="USER",
+        help="against the real API: the user whose call permission to read",
     )
     demo.add_argument(
         "--media",
         action="store_true",
         help="two real calls with audio over loopback (needs d360calling[media])",
     )
+
+    sdp = sub(commands, "sdp", "SDPs to try the API with", parents=(), epilog=_SMALL_EPILOG)
+    sdp_commands = sdp.add_subparsers(dest="sdp_command", required=True, parser_class=_Parser)
+    sample = sub(
+        sdp_commands,
+        "sample",
+        "print a WhatsApp-shaped sample SDP (CRLF line ends), e.g. > offer.sdp",
+        parents=(),
+        epilog=_SMALL_EPILOG,
+    )
+    kind = sample.add_mutually_exclusive_group(required=True)
+    kind.add_argument(
+        "--offer",
+        dest="sdp_kind",
+        action="store_const",
+        const="offer",
+        help="a business's offer (a full ICE agent), for call connect and call place",
+    )
+    kind.add_argument(
+        "--answer",
+        dest="sdp_kind",
+        action="store_const",
+        const="answer",
+        help="a business's answer (a full ICE agent), for call pre-accept and call accept",
+    )
+    sample.add_argument(
+        "--to",
+        metavar="FILE",
+        help="--answer: the offer to answer, for its payload types and DTLS role ('-': stdin)",
+    )
+    sample.add_argument(
+        "--seed", default="cli", help="another seed gives other ICE credentials and session id"
+    )
     return root
+
+
+# Options each command ignores if given before it (the root parser takes them for the API
+# commands): refused rather than silently dropped.
+_NOT_FOR = {
+    "fake-server": ("base_url", "timeout", "max_retries", "json"),
+    "sdp": ("api_key", "base_url", "timeout", "max_retries", "json"),
+}
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    given = [name for name in _NOT_FOR.get(args.command, ()) if hasattr(args, name)]
+    if given:
+        shown = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise BadInput(f"{shown} does not apply to {args.command}")
+    if args.command == "demo" and args.media and getattr(args, "json", False):
+        raise BadInput("demo --media has no --json output")
+    if args.command == "sdp" and args.to is not None and args.sdp_kind != "answer":
+        raise BadInput("--to goes with --answer")
 
 
 # -- input --------------------------------------------------------------------------------
@@ -777,6 +1066,51 @@ def _print(result: Any, args: argparse.Namespace) -> None:
     sys.stdout.flush()
 
 
+class _Terminated(Exception):
+    """SIGTERM ended a command that is not a server (exit 143)."""
+
+
+@contextlib.contextmanager
+def _on_signals(handler: Callable[[], None], *signals: signal.Signals) -> Iterator[None]:
+    """``handler`` runs on the loop when one of ``signals`` arrives, for the block's length;
+    where the loop cannot take signal handlers (Windows, a thread other than the main one)
+    the signals keep their usual effect."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, handler)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _until_sigterm(run: Coroutine[Any, Any, int]) -> int:
+    """``run``, cancelled by SIGTERM as Ctrl-C cancels it, so that it cleans up (a placed
+    call is hung up) and the command exits 143."""
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def stop() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    with _on_signals(stop, signal.SIGTERM):
+        try:
+            return await run
+        except asyncio.CancelledError:
+            if terminated:
+                raise _Terminated from None
+            raise
+
+
 async def _run_place(args: argparse.Namespace, offer: str) -> int:
     """``call place``: serve the webhooks, send connect, print the outcome as it happens."""
     from aiohttp import web
@@ -817,8 +1151,8 @@ async def _follow_call(
         biz_opaque_callback_data=args.callback_data,
     )
     say = functools.partial(_say, call.call_id, args)
-    say("ringing", to=args.to)
     try:
+        say("ringing", to=args.to)
         try:
             await call.answered()
         except CallNotAnsweredError as exc:
@@ -832,9 +1166,11 @@ async def _follow_call(
             outcome = await asyncio.wait_for(call.ended(), 30)
         say("ended", outcome=_outcome_name(outcome))
         return EXIT_OK
-    except asyncio.CancelledError:
-        # Ctrl-C: the user's phone must not keep ringing (or the call stay up) without us.
-        await asyncio.shield(call.hangup())
+    except BaseException:
+        # Ctrl-C, SIGTERM, a closed stdout: the user's phone must not keep ringing (or the
+        # call stay up) without us. Hanging up an ended call sends nothing.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(call.hangup())
         raise
 
 
@@ -851,17 +1187,134 @@ def _say(call_id: str, args: argparse.Namespace, state: str, **fields: str) -> N
     sys.stdout.flush()
 
 
+# -- fake-server ----------------------------------------------------------------------------
+
+_WEBHOOK_RETRIES = 2  # the fake's default: 3 attempts
+_WEBHOOK_TIMEOUT = 10.0  # seconds per attempt, the fake's default
+_WATCH_INTERVAL = 0.05  # seconds; under the fake's 0.2 s pause between attempts
+# Headers the fake sets on each webhook itself.
+_FAKE_SETS = {
+    "content-type": "the fake sends application/json",
+    "content-length": "the fake sets it",
+    "host": "the fake sets it",
+    "transfer-encoding": "the fake sets it",
+    "x-360dialog-signature": "use --webhook-secret to sign",
+}
+
+
+def _webhook_headers(given: Sequence[tuple[str, str]] | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in given or ():
+        if name.lower() in _FAKE_SETS:
+            raise BadInput(f"--webhook-header {name}: {_FAKE_SETS[name.lower()]}")
+        if any(name.lower() == other.lower() for other in headers):
+            raise BadInput(f"--webhook-header {name} is given twice")
+        headers[name] = value
+    return headers
+
+
+def _shown_url(url: str) -> str:
+    return _clean(hide_userinfo(url))
+
+
+def _curl_lines(url: str, key_header: str) -> list[str]:
+    return [
+        "  a user calls in (every /_fake/ route: d360calling fake-server --help):",
+        f"    curl -sS {url}/_fake/calls -H {key_header} -H 'Content-Type: application/json' "
+        """-d '{"from": "4915112345678"}'""",
+        '  and hangs up (CALL_ID: the "id" that answered):',
+        f"    curl -sS -X POST {url}/_fake/calls/CALL_ID/hangup -H {key_header}",
+    ]
+
+
+def _banner(
+    url: str, args: argparse.Namespace, public_key: str | None, headers: Sequence[str]
+) -> list[str]:
+    # The default key is public; one given with --api-key is not repeated on screen.
+    shown_key = public_key or "<your --api-key>"
+    key_header = f"'D360-API-KEY: {public_key}'" if public_key else '"D360-API-KEY: $D360_API_KEY"'
+    lines = [
+        f"fake 360dialog Calling API on {url} (Ctrl-C to stop)",
+        f"  export D360_BASE_URL={url} D360_API_KEY={shown_key}",
+        *_curl_lines(url, key_header),
+    ]
+    if not args.webhook_url:
+        lines.append("  webhooks are recorded, not sent: give --webhook-url to receive them")
+        return lines
+    auth = []
+    if args.webhook_secret is not None:
+        auth.append("signed with x-360dialog-signature")
+    auth += [f"with the header {name}" for name in headers]
+    to = ", ".join(_shown_url(u) for u in args.webhook_url)
+    lines.append(f"  webhooks go to {to}" + (f" ({', '.join(auth)})" if auth else ""))
+    if not auth:
+        lines.append(
+            "  they carry no authentication, so a WebhookReceiver answers them 401: give "
+            "--webhook-secret and/or --webhook-header NAME:VALUE as the receiver expects"
+        )
+    return lines
+
+
+def _delivery_summary(delivery: WebhookDelivery) -> str:
+    """What a webhook was about, e.g. ``connect wacid.…`` (its field if nothing better)."""
+    try:
+        value = delivery.value
+    except (KeyError, IndexError, TypeError):
+        return delivery.field
+    shown = {"calls": ("event", "id"), "statuses": ("status", "id"), "messages": ("type",)}
+    for key, fields in shown.items():
+        items = value.get(key) if isinstance(value, dict) else None
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            words = [str(items[0].get(name)) for name in fields if items[0].get(name)]
+            prefix = {"statuses": "status", "messages": "message"}.get(key)
+            return " ".join(([prefix] if prefix else []) + words) or delivery.field
+    return delivery.field
+
+
+_AUTH_HINT = (
+    "  {status}: the receiver refused the webhook's authentication: start fake-server with the "
+    "receiver's signing secret (--webhook-secret) and/or secret header (--webhook-header "
+    "NAME:VALUE)"
+)
+
+
+def _tell(note: DeliveryNote, hinted: bool) -> bool:
+    """Print ``note`` on stderr; returns whether the authentication hint was printed."""
+    what = f"webhook #{note.number} ({_delivery_summary(note.delivery)})"
+    url = _shown_url(note.url) if note.url else "its URL"
+    of = f"attempt {note.attempt} of {note.attempts}"
+    if note.delivered:
+        text = f"{what} delivered to {url} on {of}"
+    elif note.attempt == 0:
+        text = f"{what} not sent: {note.error}"
+    else:
+        result = f"HTTP {note.status}" if note.status is not None else str(note.error)
+        text = (
+            f"{what} to {url} failed: {result} ({of}; {'given up' if note.final else 'retrying'})"
+        )
+    print(_one_line(text), file=sys.stderr, flush=True)
+    if note.status in (401, 403) and not hinted:
+        print(_AUTH_HINT.format(status=note.status), file=sys.stderr, flush=True)
+        return True
+    return hinted
+
+
 async def _run_fake_server(args: argparse.Namespace) -> int:
     from .testing import DEFAULT_API_KEY, FakeCallingAPI
+    from .testing._runner import DeliveryWatch
 
     api_key = getattr(args, "api_key", DEFAULT_API_KEY)
+    headers = _webhook_headers(args.webhook_header)
     try:
         fake = FakeCallingAPI(
             api_key=api_key,
             host=args.host,
             port=args.port,
-            webhook_url=args.webhook_url,
+            webhook_urls=args.webhook_url,
+            webhook_headers=headers,
             webhook_signing_secret=args.webhook_secret,
+            webhook_retries=_WEBHOOK_RETRIES,
+            webhook_timeout=_WEBHOOK_TIMEOUT,
             answer_window=args.answer_window,
         )
     except (TypeError, ValueError) as exc:  # the fake's own checks of its settings
@@ -872,45 +1325,127 @@ async def _run_fake_server(args: argparse.Namespace) -> int:
         # Address in use, no such host, a port the OS refuses: what was asked for, not a bug.
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise BadInput(f"cannot listen on {args.host}:{args.port}: {reason}") from None
-    try:
-        # The default key is public; one given with --api-key is not repeated on screen.
-        shown_key = fake.api_key if api_key == DEFAULT_API_KEY else "<your --api-key>"
-        print(f"fake 360dialog Calling API on {fake.url} (Ctrl-C to stop)")
-        print(f"  export D360_BASE_URL={fake.url} D360_API_KEY={shown_key}")
-        print(f'  a user calls in: POST {fake.url}/_fake/calls {{"from": "<wa_id>"}}')
-        if args.webhook_url:
-            print(f"  webhooks go to {_clean(args.webhook_url)}")
-        sys.stdout.flush()
-        await asyncio.Event().wait()  # until cancelled by Ctrl-C
-    finally:
-        await fake.close_async()
+    stop = asyncio.Event()
+    # Ctrl-C and SIGTERM (kill, a service manager) both stop it the same clean way.
+    with _on_signals(stop.set, signal.SIGINT, signal.SIGTERM):
+        try:
+            public_key = fake.api_key if api_key == DEFAULT_API_KEY else None
+            print("\n".join(_banner(fake.url, args, public_key, list(headers))), flush=True)
+            watch = DeliveryWatch(
+                fake.webhooks, attempts=1 + _WEBHOOK_RETRIES, attempt_timeout=_WEBHOOK_TIMEOUT
+            )
+            hinted = False
+            while not stop.is_set():
+                await asyncio.sleep(_WATCH_INTERVAL)
+                for note in watch.poll():
+                    hinted = _tell(note, hinted)
+        finally:
+            await fake.close_async()
     return EXIT_OK
 
 
+# -- demo, sdp ------------------------------------------------------------------------------
+
+
+def _demo_target(args: argparse.Namespace) -> tuple[ClientOptions | None, str]:
+    """The real API's options and why, or ``None`` (the built-in fake) and why: the real API
+    only with a key and a base URL that is not on this machine."""
+    key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV)
+    if not key:
+        return None, "no API key given"
+    given = getattr(args, "base_url", None)
+    url = given or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    try:
+        host = yarl.URL(url).host
+    except (TypeError, ValueError):
+        host = None
+    if host is not None and is_loopback(host):
+        source = "--base-url" if given else BASE_URL_ENV
+        return None, f"{source} {_shown_url(url)} is on this machine, not the real API"
+    options = options_from_args(args)  # checks the key and the URL
+    return options, f"an API key and {options.base_url}"
+
+
 async def _run_demo(args: argparse.Namespace) -> int:
-    if getattr(args, "media", False):
+    if args.media:
         from ._media_demo import run_media_demo
 
         return await run_media_demo()
     from ._demo import run_demo  # the demo pulls in the fake: only for this command
 
-    real_api = bool(getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV))
-    return await run_demo(options_from_args(args) if real_api else None, wa_id=args.wa_id)
+    options, reason = _demo_target(args)
+    return await run_demo(
+        options, wa_id=args.wa_id, reason=reason, as_json=getattr(args, "json", False)
+    )
+
+
+def _run_sdp(args: argparse.Namespace) -> int:
+    offer = _read_sdp(args.to) if args.to is not None else None
+    try:
+        from .testing import sample_answer, sample_offer
+    except ImportError as exc:
+        raise BadInput(
+            f'sample SDPs need the testing extra: pip install "d360calling[testing]" ({exc})'
+        ) from None
+    if args.sdp_kind == "offer":
+        # The fake's sample offer is the user's phone's (ICE-lite); a business offer comes
+        # from a full ICE agent, as the answer does.
+        text = sample_offer(args.seed).replace("a=ice-lite\r\n", "")
+    else:
+        text = sample_answer(args.seed, offer=offer)
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is not None:  # bytes: the CRLF line ends as they are, on any platform
+        stream.write(text.encode())
+        stream.flush()
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """After a closed stdout: point it at the null device, so that Python's last flush at
+    exit does not complain about the pipe again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+    except BrokenPipeError:
+        # `d360calling ... | head`: the reader has gone; no traceback, the shell's exit code.
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     global _secrets
     arguments = sys.argv[1:] if argv is None else list(argv)
     _secrets = _secrets_in(arguments)
     args = _parser().parse_args(arguments)
     try:
+        _check_options(args)
         run: Coroutine[Any, Any, int]
         if args.command == "fake-server":
             run = _run_fake_server(args)
         elif args.command == "demo":
             run = _run_demo(args)
+        elif args.command == "sdp":
+            return _run_sdp(args)
         elif args.command == "call" and args.action == "place":
-            run = _run_place(args, _read_sdp(args.sdp))
+            run = _until_sigterm(_run_place(args, _read_sdp(args.sdp)))
         else:
             # Files are read and flags checked before any connection, and outside the loop:
             # inside it, Ctrl-C only cancels the task, and a read from stdin would go on.
@@ -921,6 +1456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK  # Ctrl-C is how it is meant to stop
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except (BadInput, InvalidRequestError) as exc:
         return _fail("bad input", exc, EXIT_BAD_INPUT)
     except APIConnectionError as exc:

@@ -396,6 +396,8 @@ def _describe(
     error_subcode: int | None,
     details: str | None,
 ) -> str:
+    if code == _NO_CALL_PERMISSION:
+        return _describe_no_call_permission(method, path, message, error_subcode, details)
     text = f"HTTP {status_code} on {method} {path}: {message}"
     codes = []
     if code is not None:
@@ -407,6 +409,34 @@ def _describe(
     if details and details not in message:
         text += f": {details}"
     return text
+
+
+_NO_CALL_PERMISSION = 138006
+# Meta puts the code in front of its text as well: "(#138006) No approved call permission...".
+_CODE_PREFIX = re.compile(r"^\(#[0-9]{1,18}\)\s*")
+# Two texts that start alike for this long say the same thing (Meta's title and its details).
+_SAME_START = 12
+
+
+def _describe_no_call_permission(
+    method: str, path: str, message: str, error_subcode: int | None, details: str | None
+) -> str:
+    """138006, each thing once: what the API said (its details are the specific form of its
+    message), the code and the request, and what to do. No HTTP status: it comes with 401,
+    which would read as a wrong API key (``status_code`` still has it)."""
+    said = _CODE_PREFIX.sub("", message, count=1).strip()
+    if said.lower() in ("", "error"):
+        said = ""
+    if details:
+        start = said[:_SAME_START].lower()
+        same = len(start) == _SAME_START and details.lower().startswith(start)
+        said = details if same or not said or said in details else f"{said}: {details}"
+    said = said or "No approved call permission from the user"
+    where = f"in a {path} webhook" if method == "WEBHOOK" else f"{method} {path}"
+    codes = f"code {_NO_CALL_PERMISSION}" + (
+        f", subcode {error_subcode}" if error_subcode is not None else ""
+    )
+    return f"{said} ({codes}, {where}); ask the user for call permission first"
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
