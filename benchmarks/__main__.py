@@ -341,6 +341,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(report)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def chart_figure(report: dict[str, Any]) -> Any:
+    """The chart's figure: the two panels, and one legend for both below them, where it
+    covers no bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +359,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     rows = report["throughput"]
     clients = list(dict.fromkeys(r["client"] for r in rows))
     concurrencies = sorted({r["concurrency"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
     width = 0.8 / len(clients)
     for i, client in enumerate(clients):
         for ax, key in zip(axes, ("cpu_us", "rps"), strict=True):
@@ -359,7 +369,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
                 if row and row[key]:
                     xs.append(j + i * width)
                     ys.append(row[key])
-            ax.bar(xs, ys, width, label=client)
+            ax.bar(xs, ys, width, label=client if ax is axes[0] else None)
     for ax, title in zip(
         axes,
         ("client CPU µs per request (lower is better)", "requests/s (higher is better)"),
@@ -370,14 +380,15 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.set_xticklabels([f"x{c}" for c in concurrencies])
         ax.set_xlabel("concurrency (threads for the sync clients)")
         ax.set_title(title)
-    axes[1].legend(fontsize=8)
     fig.suptitle(
         f"d360calling {report['machine']['versions'].get('d360calling', '')}: "
         "~1.5 KB accept over loopback"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    columns = min(len(clients), 4)
+    fig.legend(loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    rows_of_legend = -(-len(clients) // columns)
+    fig.tight_layout(rect=(0, 0.035 * rows_of_legend + 0.02, 1, 1))
+    return fig
 
 
 def update_report(report: Path, table: str, chart_path: Path) -> None:
