@@ -40,9 +40,11 @@ class SecretBytes(bytes):
         return REDACTED
 
 
-# The userinfo of a URL: from after "scheme://" to the last "@" of the authority (which ends
-# at the first "/", "?" or "#"). A regex rather than a URL parser, so it never raises.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+# The userinfo of a URL: from after "scheme://" to the last "@" before any blank. Not only
+# to the authority's end (the first "/", "?" or "#"): a password with an unescaped "/" (a
+# base64 one) must not show either, and hiding too much of a URL with an "@" in its path is
+# the safe mistake. A regex rather than a URL parser, so it never raises.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
 
 
 def hide_userinfo(url: str) -> str:

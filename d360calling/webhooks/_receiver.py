@@ -31,7 +31,7 @@ import math
 import time
 import uuid
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -134,6 +134,7 @@ _OUTBOUND_KINDS: Final = (CallConnectEvent, CallStatusEvent, CallTerminateEvent)
 _KEEP_UP_TO: Final = 64 * 1024  # bodies larger than this are published but not kept a while
 _HEARD: Final = 4_096  # events heard from other workers remembered, so none is fed twice
 _APPLY_RETRIES: Final = (0.1, 0.5, 2.0)  # pauses before applying to a state that failed
+_RECOVER_BUDGETS: Final = 4  # taken-over work that may wait for room, in callback budgets
 _ACCEPTED: Final = WebhookReply(200)
 
 
@@ -157,10 +158,11 @@ class WebhookReceiver:
     older than ``max_age`` seconds, without the
     timestamp their kind always carries (unless ``allow_missing_timestamp``), stamped more
     than ``max_age`` seconds in the future (no clock is that far off), or a connect whose
-    call already ended. With aiohttp, use :meth:`app` for a ready application, or
-    :meth:`handle` as the handler of your own route; with an ASGI server or framework
-    (uvicorn, Starlette, FastAPI), :meth:`asgi`; with anything else, :meth:`receive`, the
-    core the others adapt. Call :meth:`close` when done (the apps do it on shutdown).
+    call already ended (or whose record a shared state could not give). With aiohttp, use
+    :meth:`app` for a ready application, or :meth:`handle` as the handler of your own route;
+    with an ASGI server or framework (uvicorn, Starlette, FastAPI), :meth:`asgi`; with
+    anything else, :meth:`receive`, the core the others adapt. Call :meth:`close` when done
+    (the apps do it on shutdown).
 
     **Authentication is required**: ``signing_secret`` (the ``x-360dialog-signature`` HMAC)
     and/or ``secret_header=(name, value)``; empty secrets are refused. Without either the
@@ -230,7 +232,9 @@ class WebhookReceiver:
     locks live only while their call has callbacks pending. The workflow below keeps at most
     1,024 answers to permission requests (a few hundred bytes each, without their contacts)
     and, only while a ``place_call`` waits for its connect answer, at most
-    :data:`MAX_EARLY_EVENTS` events of calls not known yet.
+    :data:`MAX_EARLY_EVENTS` events of calls not known yet. Work taken over from a dead
+    worker of a fleet runs within the same budget; what waits for room is at most four
+    times ``max_pending_callbacks`` events and ``max_pending_bytes`` of their bodies.
 
     **The calling workflow**: :meth:`wait_for_permission` waits for a user's answer to a
     permission request, :meth:`place_call` places a business-initiated call and follows it
@@ -337,6 +341,10 @@ class WebhookReceiver:
         self._started = False
         self._starting: asyncio.Lock | None = None
         self._heard: OrderedDict[str, None] = OrderedDict()
+        # Work taken over from dead workers that waits for room in the budget: (work,
+        # payload, body size), oldest first; it stays in the state until finished.
+        self._recovering: deque[tuple[str, bytes, int]] = deque()
+        self._recovering_bytes = 0
         self._unwatching: set[asyncio.Task[None]] = set()
         self.max_body_bytes = _count("max_body_bytes", max_body_bytes)
         self.body_timeout = _seconds("body_timeout", body_timeout)
@@ -424,7 +432,12 @@ class WebhookReceiver:
             self._starting = asyncio.Lock()
         async with self._starting:
             if not self._started:
-                await self.state.start(self)
+                _claim_state(self.state, self)
+                try:
+                    await self.state.start(self)
+                except BaseException:
+                    _release_state(self.state, self)
+                    raise
                 self._started = True
 
     async def receive(
@@ -711,6 +724,8 @@ class WebhookReceiver:
         delivery.remaining -= 1
         if delivery.remaining == 0:
             self._pending_bytes -= delivery.size
+        if self._recovering:
+            self._start_recovered()
 
     def _stale_reason(self, event: WebhookEvent) -> str | None:
         if self.max_age is None:
@@ -762,14 +777,12 @@ class WebhookReceiver:
         if isinstance(event, _OUTBOUND_KINDS):
             # The call records are the memory of ended calls: a connect whose call ended
             # (anywhere in the fleet: the state applies atomically) is not acted on.
-            before = await self._apply(event)
-            if (
-                stale is None
-                and isinstance(event, CallConnectEvent)
-                and before is not None
-                and before.ended
-            ):
-                stale = "the call already ended (its terminate arrived first)"
+            reached, before = await self._apply(event)
+            if stale is None and isinstance(event, CallConnectEvent):
+                if not reached:  # answering a call that may have ended is worse than not
+                    stale = "the call's record could not be read (state unavailable)"
+                elif before is not None and before.ended:
+                    stale = "the call already ended (its terminate arrived first)"
         try:
             self._feed_workflows(event, stale)
         except Exception:  # a waiter's failure must not cost the user's callbacks
@@ -788,23 +801,44 @@ class WebhookReceiver:
 
     async def _apply(
         self, event: CallConnectEvent | CallStatusEvent | CallTerminateEvent
-    ) -> CallRecord | None:
-        """Apply ``event`` to its call's record; the record before. A state that cannot be
-        reached is tried again a few times; then the event is acted on without its record
-        (it was accepted already: the sender will not deliver it again)."""
+    ) -> tuple[bool, CallRecord | None]:
+        """Apply ``event`` to its call's record: whether the state was reached, and the
+        record before. A state that cannot be reached (:class:`StateUnavailableError`) is tried
+        again a few times; then, for a connect, it is asked once for the record as it
+        stands, and if that fails too, it was not reached (the event was accepted already:
+        the sender will not deliver it again). Any other failure (a call store of the
+        user's own that raises) is logged and the event acted on without its record, at
+        once."""
         for pause in (*_APPLY_RETRIES, None):
             try:
                 before, _ = await self.state.apply(event)
-                return before
-            except Exception as exc:
+                return True, before
+            except StateUnavailableError as exc:
                 self.stats["state_errors"] += 1
                 self._throttled.warn(
                     "state_apply", "webhook state could not apply an event: %s", _text(exc)
                 )
                 if pause is None or self._closing:
-                    return None
+                    break
                 await self._sleep(pause)
-        return None  # pragma: no cover - the loop returns
+            except Exception as exc:
+                self.stats["state_errors"] += 1
+                self._throttled.warn(
+                    "state_apply_failed",
+                    "webhook state failed to apply an event (acted on without its record): %s",
+                    _text(exc),
+                )
+                return True, None
+        if not isinstance(event, CallConnectEvent):
+            return False, None  # acted on: only a connect depends on its record
+        try:
+            return True, await self.state.record(event.call_id)
+        except Exception as exc:
+            self.stats["state_errors"] += 1
+            self._throttled.warn(
+                "state_record", "webhook state could not read a call's record: %s", _text(exc)
+            )
+            return False, None
 
     async def _guarded(self, name: str, callback: Awaitable[None]) -> None:
         """Await a callback, cancelling it after ``callback_timeout`` seconds."""
@@ -835,7 +869,12 @@ class WebhookReceiver:
         future.cancel()
         if not future.done():
             self._abandoned.add(future)
-            future.add_done_callback(self._abandoned.discard)
+            future.add_done_callback(self._unwound)
+
+    def _unwound(self, future: asyncio.Future[None]) -> None:
+        self._abandoned.discard(future)
+        if self._recovering:
+            self._start_recovered()
 
     def _specific_callback(self, event: WebhookEvent) -> Awaitable[None] | None:
         """The run of the callback for this kind of event, if one was given (exact types, as
@@ -899,24 +938,67 @@ class WebhookReceiver:
 
     def recovered(self, payloads: Sequence[tuple[str, bytes]]) -> None:
         """Events a dead worker claimed and did not finish: acted on here, as if this
-        worker had claimed them (it has: they are its work now)."""
+        worker had claimed them (it has: they are its work now), within the same budget as
+        deliveries (``max_pending_callbacks``, ``max_pending_bytes``): what does not fit now
+        waits here, in order, and starts as runs finish. At most four budgets' worth waits
+        (the work of four workers with this budget that die at once, while this one is
+        busy); beyond that, the rest stays this worker's unfinished work in the state (a
+        WARNING says how much), which another worker takes over once this one stops."""
         if self._closing:
             return
-        runs: list[tuple[WebhookEvent, EventClaim]] = []
-        size = 0
+        taken = 0
+        left = 0
         for work, payload in payloads:
+            decoded = decode_payload(payload)
+            if decoded is None:
+                self._throttled.warn("state_payload", "webhook state sent a payload not of ours")
+                continue
+            size = len(decoded[2])
+            if self._recovering and (
+                len(self._recovering) >= _RECOVER_BUDGETS * self.max_pending_callbacks
+                or self._recovering_bytes + size > _RECOVER_BUDGETS * self.max_pending_bytes
+            ):
+                left += 1
+                continue
+            self._recovering.append((work, payload, size))
+            self._recovering_bytes += size
+            taken += 1
+            self._start_recovered()  # what fits starts now; the rest waits, in order
+        if taken:
+            self.stats["recovered"] += taken
+            _log.warning(
+                "webhook receiver took over %d events of a dead worker (%d wait for room in "
+                "the callback budget)",
+                taken,
+                len(self._recovering),
+            )
+        if left:
+            _log.warning(
+                "webhook receiver has too many taken-over events waiting: %d stay its "
+                "unfinished work in the state, taken over by another worker once it stops",
+                left,
+            )
+
+    def _start_recovered(self) -> None:
+        """Start the taken-over events that wait, as far as the budget allows (one at least
+        when nothing is pending, so that one larger than the budget still runs)."""
+        while self._recovering and not self._closing:
+            work, payload, size = self._recovering[0]
+            busy = len(self._tasks) + len(self._abandoned) + self._reserved
+            if (busy or self._pending_bytes) and (
+                busy + 1 > self.max_pending_callbacks
+                or self._pending_bytes + size > self.max_pending_bytes
+            ):
+                return
+            self._recovering.popleft()
+            self._recovering_bytes -= size
             event = self._event_of(payload, skip_own=False)
             decoded = decode_payload(payload)
             if event is None or decoded is None:
                 continue
-            claim = _claim(event, decoded[1], len(decoded[2]))
-            runs.append((event, attrs.evolve(claim, work=work)))
-            size += len(decoded[2])
-        if runs:
-            self.stats["recovered"] += len(runs)
-            _log.warning("webhook receiver took over %d events of a dead worker", len(runs))
+            claim = attrs.evolve(_claim(event, decoded[1], size), work=work)
             self._pending_bytes += size
-            self._start_runs(runs, size)
+            self._start_runs([(event, claim)], size)
 
     def _event_of(self, payload: bytes, *, skip_own: bool) -> WebhookEvent | None:
         decoded = decode_payload(payload)
@@ -994,9 +1076,15 @@ class WebhookReceiver:
         Returns a :class:`PermissionWaitResult`: ``GRANTED_TEMPORARY`` (with ``expires_at``),
         ``GRANTED_PERMANENT``, ``DECLINED``, ``FAILED``, or ``TIMED_OUT`` after ``timeout``
         seconds (``None``: no limit). A duplicate reply is dropped before it gets here, and a
-        wait is resolved once. Raises :class:`~d360calling.InvalidRequestError` for a bad
-        argument, :class:`~d360calling.ClientMisuseError` past ``max_waiters``, and
-        :class:`~d360calling.ClientClosedError` if the receiver closes meanwhile.
+        wait is resolved once. The waiter is registered before the user's topics are watched
+        in the shared state, so a reply heard from another worker meanwhile ends it.
+
+        Raises:
+            InvalidRequestError: a bad argument.
+            ClientMisuseError: past ``max_waiters``.
+            ClientClosedError: the receiver closes meanwhile.
+            StateUnavailableError: the shared state (a ``RedisState``) cannot be reached to
+                start it or watch the user's topics.
         """
         checked = check_user(user)
         seconds = check_timeout("timeout", timeout)
@@ -1007,11 +1095,17 @@ class WebhookReceiver:
         topics = [f"user:{user_key(checked)}"]
         if request is not None:
             topics.append(f"msg:{request}")
-        watched = await self._watch(topics)
-        try:
+        watched: list[str] = []
+
+        async def prepare() -> None:
+            # Run with the waiter registered: what other workers publish from now on, and
+            # what they kept before, resolves it.
+            watched.extend(await self._watch(topics))
             if request is not None:
                 await self._recall(f"msg:{request}")
-            return await self._waiters.wait(checked, seconds, request)
+
+        try:
+            return await self._waiters.wait(checked, seconds, request, prepare=prepare)
         finally:
             self._unwatch_later(watched)
 
@@ -1101,15 +1195,21 @@ class WebhookReceiver:
                 # Its webhooks may land on other workers: hear them, and what came before.
                 call.watched = await self._watch([topic])
                 await self._recall(topic)
-                if call.outcome is not None:  # over already: _call_over has run
-                    self._unwatch_later(call.watched)
-                    call.watched = []
             except StateUnavailableError as exc:
                 self._throttled.warn(
                     "state_watch",
                     "a placed call is followed by this worker's webhooks only: %s",
                     _text(exc),
                 )
+            except BaseException:  # cancelled (or a state that broke): nobody follows it
+                self._forget_call(call)
+                raise
+            if self._is_closing():  # closed while the watch was out: no timer, nothing sent
+                self._forget_call(call)
+                call.close(_closed_error)
+                return call
+            if call.outcome is not None:  # over already: _call_over has run
+                self._forget_call(call)
             call.start()
             return call
         finally:
@@ -1122,10 +1222,29 @@ class WebhookReceiver:
         return self._closing
 
     def _call_over(self, call: OutboundCall) -> None:
+        self._forget_call(call)
+
+    def _forget_call(self, call: OutboundCall) -> None:
+        """Stop following ``call``: out of the placed calls, its topics unwatched."""
         if self._outbound.get(call.call_id) is call:
             del self._outbound[call.call_id]
         watched, call.watched = call.watched, []
         self._unwatch_later(watched)
+
+    @property
+    def tracker(self) -> CallTracker:
+        """The call tracker of the default :class:`InMemoryState` (the ``tracker`` given, or
+        the one it made). Raises :class:`~d360calling.ClientMisuseError` when the receiver
+        was given a ``state`` of another kind: its records are read through
+        :meth:`call` and ``receiver.state``."""
+        return _in_memory(self.state).tracker
+
+    @property
+    def dedupe(self) -> DedupeMemory:
+        """The dedupe memory of the default :class:`InMemoryState` (the ``dedupe`` given,
+        or the one it made). Raises :class:`~d360calling.ClientMisuseError` when the
+        receiver was given a ``state`` of another kind (use ``receiver.state``)."""
+        return _in_memory(self.state).dedupe
 
     @property
     def waiting(self) -> int:
@@ -1166,6 +1285,8 @@ class WebhookReceiver:
         seconds (``None``: as long as they take), then cancel the rest; idempotent. A
         callback that ignores its cancellation is left behind after a second."""
         self._closing = True
+        self._recovering.clear()  # still this worker's work in the state, for another
+        self._recovering_bytes = 0
         # Waits end first: a callback that awaits one would otherwise hold up the drain.
         self._waiters.close(_closed_error)
         for call in list(self._outbound.values()):
@@ -1176,7 +1297,10 @@ class WebhookReceiver:
         finally:
             if self._unwatching:
                 await asyncio.wait(set(self._unwatching), timeout=_CANCEL_GRACE)
-            await self.state.close()
+            try:
+                await self.state.close()
+            finally:
+                _release_state(self.state, self)
 
     async def _close_callbacks(self, timeout: float | None) -> None:
         if await self.drain(timeout):
@@ -1209,6 +1333,57 @@ def _connect_options(**options: object) -> dict[str, object]:
     """The connect options that were given: one left out stays out of the call, so a client
     that predates it keeps working."""
     return {name: value for name, value in options.items() if value is not None}
+
+
+# Which receiver started each state (by identity): a state calls back one listener, so a
+# second receiver on it would never hear what other workers publish. Weak both ways: an
+# entry keeps neither alive, and goes with its state.
+_StateRef = weakref.ref[object]
+_STARTED_BY: dict[int, tuple[_StateRef, weakref.ref[WebhookReceiver]]] = {}
+
+
+def _claim_state(state: ReceiverState, receiver: WebhookReceiver) -> None:
+    """Record that ``receiver`` starts ``state``; :class:`ClientMisuseError` if another
+    receiver (not closed) started it already. A state that cannot be weakly referenced is
+    not checked."""
+    key = id(state)
+    entry = _STARTED_BY.get(key)
+    if entry is not None and entry[0]() is state:
+        owner = entry[1]()
+        if owner is receiver:
+            return
+        if owner is not None:
+            raise ClientMisuseError(
+                f"this {type(state).__name__} is started by another WebhookReceiver already: "
+                "a state calls back one receiver, so give each receiver its own state (one "
+                "per worker, on the same URL and prefix for a fleet)"
+            )
+
+    def gone(ref: _StateRef) -> None:
+        found = _STARTED_BY.get(key)
+        if found is not None and found[0] is ref:
+            del _STARTED_BY[key]
+
+    try:
+        state_ref: _StateRef = weakref.ref(state, gone)
+    except TypeError:
+        return
+    _STARTED_BY[key] = (state_ref, weakref.ref(receiver))
+
+
+def _release_state(state: ReceiverState, receiver: WebhookReceiver) -> None:
+    entry = _STARTED_BY.get(id(state))
+    if entry is not None and entry[0]() is state and entry[1]() in (receiver, None):
+        del _STARTED_BY[id(state)]
+
+
+def _in_memory(state: ReceiverState) -> InMemoryState:
+    if isinstance(state, InMemoryState):
+        return state
+    raise ClientMisuseError(
+        f"this receiver's state is {type(state).__name__}: use receiver.state (and "
+        "receiver.call(call_id) for a call's record)"
+    )
 
 
 def _closed_error() -> ClientClosedError:

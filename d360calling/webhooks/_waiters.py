@@ -176,8 +176,19 @@ class PermissionWaiters:
         return len(self._answers)
 
     async def wait(
-        self, user: str, timeout: float | None, message_id: str | None
+        self,
+        user: str,
+        timeout: float | None,
+        message_id: str | None,
+        *,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> PermissionWaitResult:
+        """Wait for ``user``'s answer (see :meth:`WebhookReceiver.wait_for_permission`).
+
+        ``prepare`` runs once the waiter is registered and before the wait (the receiver
+        watches the user's topics there and recalls what was kept): an answer that arrives
+        meanwhile resolves this waiter, and if ``prepare`` fails the waiter is removed and
+        its error raised. The timeout counts from when ``prepare`` has returned."""
         if self._closed is not None:
             raise self._closed()
         if self._count >= self.max_waiters:
@@ -191,6 +202,15 @@ class PermissionWaiters:
             return _result(waiter, early)
         self._add(waiter)
         try:
+            if prepare is not None:
+                try:
+                    await prepare()
+                except BaseException:
+                    if waiter.future.done() and not waiter.future.cancelled():
+                        waiter.future.exception()  # retrieved: the prepare's error is raised
+                    raise
+            if waiter.future.done():  # answered (or closed) while prepare ran
+                return waiter.future.result()
             if timeout is None:
                 await waiter.future
             else:
