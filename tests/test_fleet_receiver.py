@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
@@ -378,8 +379,8 @@ async def test_the_work_of_a_dead_worker_is_taken_over_and_a_live_ones_is_not(
         # worker-dead dies: its tasks and its connection are gone, nothing was finished, and
         # its heartbeat lapses (here at once).
         await dead.close()
-        assert raw.hlen("d360calling:v1:w:worker-dead") == 3
-        raw.delete("d360calling:v1:hb:worker-dead")
+        assert raw.hlen(f"d360calling:v1:w:{dead.worker}") == 3
+        raw.delete(f"d360calling:v1:hb:{dead.worker}")
 
         assert await b.state.take_over_dead_workers() == 3
         await fleet.drain()
@@ -389,25 +390,26 @@ async def test_the_work_of_a_dead_worker_is_taken_over_and_a_live_ones_is_not(
             ("worker-b", "status", "wacid.TAKEN-2"),
         ]
         assert b.receiver.stats["recovered"] == 3
-        assert raw.exists("d360calling:v1:w:worker-dead") == 0
-        assert not raw.sismember("d360calling:v1:workers", "worker-dead")
+        assert raw.exists(f"d360calling:v1:w:{dead.worker}") == 0
+        assert not raw.sismember("d360calling:v1:workers", dead.worker)
         # Acted on here, then finished here (the batched HDEL): nothing left to take over.
-        await until(lambda: raw.hlen("d360calling:v1:w:worker-b") == 0)
+        await until(lambda: raw.hlen(f"d360calling:v1:w:{b.state.worker}") == 0)
         record = await b.receiver.call("wacid.TAKEN-1")
         assert record is not None
         assert record.events == ("connect",)
         # worker-live beats: its work is its own.
-        assert raw.hlen("d360calling:v1:w:worker-live") == 1
+        assert raw.hlen(f"d360calling:v1:w:{live.worker}") == 1
         assert await b.state.take_over_dead_workers() == 0
-        assert raw.hlen("d360calling:v1:w:worker-live") == 1
+        assert raw.hlen(f"d360calling:v1:w:{live.worker}") == 1
         assert fleet.ran("connect", "wacid.LIVE") == []
     finally:
         await live.close()
 
 
 class HeartbeatGate:
-    """A state's ``sleep``: its heartbeat waits (``beat`` seconds) end when the test calls
-    :meth:`tick`; any other pause (the batching of finished work) passes as asked."""
+    """A state's ``sleep``: its waits of ``beat`` seconds (the heartbeat's and the
+    caretaker's) end when the test calls :meth:`tick`; any other pause (the batching of
+    finished work) passes as asked."""
 
     def __init__(self, beat: float) -> None:
         self.beat = beat
@@ -429,6 +431,24 @@ class HeartbeatGate:
         for waiting in self._waiting:
             if not waiting.done():
                 waiting.set_result(None)
+        self._waiting = [waiting for waiting in self._waiting if not waiting.done()]
+
+
+class FakeClock:
+    """A state's ``clock``: seconds pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+LOOPS = 2
+"""A state's tasks that wait a heartbeat interval: the heartbeat and the caretaker."""
 
 
 @pytest.mark.asyncio
@@ -436,25 +456,37 @@ async def test_the_heartbeat_renews_and_takes_over_a_dead_worker_by_itself(
     fleet: Fleet, raw: Any, redis_url: str
 ) -> None:
     gate = HeartbeatGate(QUIET["heartbeat_interval"])
-    b = await fleet.node("worker-b", sleep=gate)
+    clock = FakeClock()
+    b = await fleet.node("worker-b", sleep=gate, clock=clock)
     dead = RedisState(redis_url, worker="worker-dead", **QUIET)
     await dead.start(Listener())
     body = inbound_connect("wacid.BEAT")
     assert await dead.claim(body, claims_of(body)) == [True]
     await dead.close()
-    raw.delete("d360calling:v1:hb:worker-dead")
-    raw.pexpire("d360calling:v1:hb:worker-b", 60_000)  # about to lapse
-    await until(lambda: gate.sleeping == 1)  # the heartbeat task waits for its next beat
+    raw.delete(f"d360calling:v1:hb:{dead.worker}")
+    heartbeat = f"d360calling:v1:hb:{b.state.worker}"
+    raw.pexpire(heartbeat, 60_000)  # about to lapse
+    await until(lambda: gate.sleeping == LOOPS)  # both wait for their next round
+    assert fleet.runs == []  # start() takes nothing over
+    # A beat before this worker has beaten for worker_timeout: renewed, nothing taken over
+    # (after an outage, the others need a beat to show they are alive).
+    gate.tick()
+    await until(lambda: gate.sleeping == LOOPS)
+    assert raw.pttl(heartbeat) > 60_000  # renewed to worker_timeout
     assert fleet.runs == []
+    assert raw.hlen(f"d360calling:v1:w:{dead.worker}") == 1
+    clock.advance(QUIET["worker_timeout"])  # beating for worker_timeout now
+    raw.pexpire(heartbeat, 60_000)
     gate.tick()
     await until(lambda: fleet.ran("connect", "wacid.BEAT") == ["worker-b"])
-    assert raw.pttl("d360calling:v1:hb:worker-b") > 60_000  # renewed to worker_timeout
-    await until(lambda: gate.sleeping == 1)  # and waiting for the next one
+    await until(lambda: gate.sleeping == LOOPS)  # and waiting for the next round
+    assert raw.pttl(heartbeat) > 60_000
     assert b.receiver.stats["recovered"] == 1
     gate.tick()  # nothing more to take over: nothing runs again
-    await until(lambda: gate.sleeping == 1)
+    await until(lambda: gate.sleeping == LOOPS)
     await fleet.drain()
     assert fleet.ran("connect", "wacid.BEAT") == ["worker-b"]
+    assert raw.exists(f"d360calling:v1:w:{dead.worker}") == 0
 
 
 # -- 7. Redis down and back; errors at start --------------------------------------------------
@@ -618,7 +650,7 @@ async def test_every_key_has_a_ttl_and_starts_with_the_prefix_and_version(
     body = inbound_connect("wacid.K3")
     assert await dead.claim(body, claims_of(body)) == [True]
     await dead.close()
-    raw.delete(f"{prefix}:v1:hb:worker-dead")
+    raw.delete(f"{prefix}:v1:hb:{dead.worker}")
     assert await b.state.take_over_dead_workers() == 1
     await fleet.drain()
 
@@ -664,7 +696,11 @@ def _record_of_another_call(raw: Any, key: str) -> None:
 
 
 def _record_with_a_bad_version(raw: Any, key: str) -> None:
-    raw.hset(key, mapping={"ver": "01x", "data": "garbage"})
+    raw.hset(key, mapping={"ver": "not a version!", "data": "garbage"})
+
+
+def _record_with_a_long_version(raw: Any, key: str) -> None:
+    raw.hset(key, mapping={"ver": "f" * 65, "data": "garbage"})
 
 
 @pytest.mark.parametrize(
@@ -675,6 +711,7 @@ def _record_with_a_bad_version(raw: Any, key: str) -> None:
         _record_with_bad_json,
         _record_of_another_call,
         _record_with_a_bad_version,
+        _record_with_a_long_version,
     ],
 )
 @pytest.mark.asyncio
@@ -693,8 +730,7 @@ async def test_a_corrupt_record_is_logged_treated_as_absent_and_rewritten(
     assert a.receiver.stats["state_errors"] == 0
     assert fleet_messages(caplog, "not a call record of ours")
     stored = raw.hgetall(key)
-    assert stored[b"ver"].isdigit()
-    assert not stored[b"ver"].startswith(b"0")
+    assert re.fullmatch(rb"[0-9a-f]{16}", stored[b"ver"])  # a version of ours: a new token
     rewritten = decode_record(stored[b"data"], "wacid.CORRUPT")
     assert rewritten is not None
     assert rewritten.events == ("connect",)
@@ -731,11 +767,12 @@ async def test_a_kept_list_of_another_kind_is_logged_ignored_and_replaced(
 @pytest.mark.asyncio
 async def test_a_work_list_of_another_kind_does_not_stop_a_worker(fleet: Fleet, raw: Any) -> None:
     a = await fleet.node("worker-a")
-    raw.set("d360calling:v1:w:worker-a", "garbage")
+    work = f"d360calling:v1:w:{a.state.worker}"
+    raw.set(work, "garbage")
     assert (await fleet.post(a, inbound_connect("wacid.WORK")))[0] == 200
     await fleet.drain()
     assert fleet.ran("connect", "wacid.WORK") == ["worker-a"]
-    await until(lambda: raw.exists("d360calling:v1:w:worker-a") == 0)  # finished
+    await until(lambda: raw.exists(work) == 0)  # finished
 
 
 # -- 12. round trips through a receiver -------------------------------------------------------
@@ -761,8 +798,9 @@ async def test_a_call_event_delivery_costs_at_most_two_round_trips(fleet: Fleet,
     record = await a.receiver.call("wacid.TRIPS-IN")
     assert record is not None
     assert record.events == ("connect", "terminate")
-    assert raw.hlen("d360calling:v1:w:worker-a") == len(bodies) + 1
+    work = f"d360calling:v1:w:{a.state.worker}"
+    assert raw.hlen(work) == len(bodies) + 1
     trips = a.state.round_trips
     await a.receiver.close()
     assert a.state.round_trips - trips == 1  # one HDEL for every finished event
-    assert raw.exists("d360calling:v1:w:worker-a") == 0
+    assert raw.exists(work) == 0

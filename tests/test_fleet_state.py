@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -278,7 +279,9 @@ async def test_of_two_workers_claiming_one_key_at_once_exactly_one_acts(
 ) -> None:
     a = await make_state(worker="worker-a")
     b = await make_state(worker="worker-b")
-    wins = {"worker-a": 0, "worker-b": 0}
+    assert a.worker.startswith("worker-a-")
+    assert b.worker.startswith("worker-b-")
+    wins = {a.worker: 0, b.worker: 0}
     for round_ in range(200):
         claim = EventClaim(key=f"call_connect:{round_}", work=f"call_connect:{round_}", index=0)
         first, second = (a, b) if round_ % 2 else (b, a)
@@ -288,14 +291,16 @@ async def test_of_two_workers_claiming_one_key_at_once_exactly_one_acts(
         assert sorted([got_first, got_second]) == [[False], [True]], round_
         winner = first if got_first == [True] else second
         wins[winner.worker] += 1
-        # The winner holds the claim and it is its work; the loser recorded nothing.
-        assert raw.get(f"d360calling:v1:d:{claim.key}") == winner.worker.encode()
+        # The winner holds the claim (its attempt's token) and it is its work; the loser
+        # recorded nothing.
+        assert raw.get(f"d360calling:v1:d:{claim.key}").startswith(f"{winner.worker}|".encode())
         loser = b if winner is a else a
         assert raw.hexists(f"d360calling:v1:w:{loser.worker}", claim.work) == 0
         assert raw.hget(f"d360calling:v1:w:{winner.worker}", claim.work) == (
             f"{winner.worker}\n0\nbody".encode()
         )
     assert sum(wins.values()) == 200
+    assert min(wins.values()) > 0
 
 
 @pytest.mark.asyncio
@@ -371,10 +376,11 @@ async def test_a_stale_cache_is_caught_by_compare_and_set_and_folded_again(
     b = await make_state()
     call_id = "wacid.STALE-CACHE"
     assert await a.record(call_id) is None  # a caches "no record, version 0"
-    await b.apply(call_event(outbound_status(call_id, "ACCEPTED", T0 + 5)))  # version 1
+    await b.apply(call_event(outbound_status(call_id, "ACCEPTED", T0 + 5)))
+    written_by_b = raw.hget(f"d360calling:v1:r:{call_id}", "ver")
     trips = a.round_trips
     before, after = await a.apply(call_event(outbound_terminate(call_id, T0 + 65, start=T0 + 5)))
-    # The first compare-and-set (against version 0) is refused and answers version 1; the
+    # The first compare-and-set (against version 0) is refused and answers b's version; the
     # second, against it, is the one that lands: two round trips, no read in between.
     assert a.round_trips - trips == 2
     assert before is not None
@@ -382,7 +388,11 @@ async def test_a_stale_cache_is_caught_by_compare_and_set_and_folded_again(
     assert after.events == ("status:ACCEPTED", "terminate")
     assert (after.state, after.answered_at) == ("ended", T0 + 5)
     assert await b.record(call_id) == after
-    assert raw.hget(f"d360calling:v1:r:{call_id}", "ver") == b"2"
+    # Versions are random tokens: each write a new one, which the writer caches.
+    version = raw.hget(f"d360calling:v1:r:{call_id}", "ver")
+    assert re.fullmatch(rb"[0-9a-f]{16}", version)
+    assert version not in (written_by_b, b"0")
+    assert a._records[call_id][0] == version.decode()
 
 
 @pytest.mark.asyncio
@@ -484,9 +494,9 @@ async def test_a_claim_cancelled_in_flight_is_taken_back_so_the_redelivery_is_ac
     with pytest.raises(asyncio.CancelledError):
         await claiming
     # The script ran and claimed the key; the cancelled claim takes it back.
-    await until(lambda: raw.exists(key) == 0 and raw.hlen("d360calling:v1:w:worker-a") == 0)
+    await until(lambda: raw.exists(key) == 0 and raw.hlen(f"d360calling:v1:w:{a.worker}") == 0)
     assert await b.claim(body, [claim]) == [True]  # the redelivery, wherever it lands
-    assert raw.get(key) == b"worker-b"
+    assert raw.get(key).startswith(f"{b.worker}|".encode())
 
 
 @pytest.mark.asyncio
@@ -510,8 +520,8 @@ async def test_a_cancelled_claim_takes_back_only_what_it_won(
     await until(lambda: raw.exists(new_key) == 0)  # what it won is taken back...
     # ...and the duplicate's key and its work stay: the original is not acted on again, and
     # is taken over if worker-a dies before finishing it.
-    assert raw.get(f"d360calling:v1:d:{kept.key}") == b"worker-a"
-    assert raw.hexists("d360calling:v1:w:worker-a", kept.work) == 1
+    assert raw.get(f"d360calling:v1:d:{kept.key}").startswith(f"{a.worker}|".encode())
+    assert raw.hexists(f"d360calling:v1:w:{a.worker}", kept.work) == 1
     assert await b.claim(first, [kept]) == [False]
     assert await b.claim(second, [new]) == [True]
 
@@ -596,6 +606,8 @@ async def test_a_prefix_isolates_a_fleet_on_a_shared_redis(make_state: MakeState
         (("redis://127.0.0.1",), {"worker": "a:b"}),
         (("redis://127.0.0.1",), {"worker": "a\nb"}),
         (("redis://127.0.0.1",), {"worker": 5}),
+        (("redis://127.0.0.1",), {"worker": "w" * 41}),  # a name: the id adds a nonce
+        (("redis://127.0.0.1",), {"clock": 5.0}),
     ],
 )
 def test_bad_arguments_are_invalid_request_errors(

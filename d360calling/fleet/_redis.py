@@ -15,6 +15,8 @@ import contextlib
 import logging
 import os
 import re
+import secrets
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -79,6 +81,12 @@ class RedisState:
     per call or request). Nothing is kept without a TTL. A worker's heartbeat is renewed every
     ``heartbeat_interval`` seconds and lapses after ``worker_timeout``; pick a timeout longer
     than any pause of a worker's loop, or a paused worker's work is taken over while it runs.
+    A worker takes over others only after its own beats have succeeded for ``worker_timeout``
+    (after an outage every heartbeat has lapsed). ``worker`` names the worker in logs and
+    keys; each run adds a nonce (:attr:`worker`), so two processes given one name, or a
+    restart, are separate workers. A claim or takeover whose answer was lost (the script ran,
+    the reply did not arrive) is found by an audit of this worker's work every
+    ``heartbeat_interval`` and acted on then.
 
     Redis unreachable, or refusing commands (out of memory, an ACL): every method raises
     :class:`~d360calling.StateUnavailableError` (the receiver answers 503), logged once per
@@ -103,6 +111,7 @@ class RedisState:
         socket_timeout: float = 5.0,
         worker: str | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if (url is None) == (client is None):
             raise InvalidRequestError("give RedisState a url or a client (one of them)")
@@ -133,10 +142,19 @@ class RedisState:
         self._finish_delay = _ms("finish_delay", finish_delay) / 1000
         self._socket_timeout = _ms("socket_timeout", socket_timeout) / 1000
         if worker is not None and (
-            not isinstance(worker, str) or not _PREFIX.fullmatch(worker) or ":" in worker
+            not isinstance(worker, str)
+            or not _PREFIX.fullmatch(worker)
+            or ":" in worker
+            or len(worker) > 40
         ):
-            raise InvalidRequestError("worker must be 1-64 letters, digits or any of _ . -")
-        self.worker: str = worker or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            raise InvalidRequestError("worker must be 1-40 letters, digits or any of _ . -")
+        if not callable(clock):
+            raise InvalidRequestError("clock must be a callable giving seconds")
+        # A name, and a nonce for this run: two processes given one name, or one restarted
+        # under it, are still two workers (each one's work is its own, and a dead run's work
+        # is taken over like any other's).
+        self.worker: str = f"{worker or os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._clock = clock
         self._url = None if url is None else _RedisURL(url)
         self._own_client = client is None
         self._client: aioredis.Redis | None = client
@@ -145,14 +163,22 @@ class RedisState:
         self._base = f"{prefix}:v{FORMAT}:"
         self._work_key = f"{self._base}w:{self.worker}"
         self._listener: StateListener | None = None
-        self._records: OrderedDict[str, tuple[int, CallRecord | None]] = OrderedDict()
+        self._records: OrderedDict[str, tuple[str, CallRecord | None]] = OrderedDict()
         self._unfinished: OrderedDict[str, None] = OrderedDict()  # finished, not yet reported
+        # The work this process knows it holds: claims on their way, and events claimed or
+        # taken over and not finished. Work in Redis that is neither (a claim or a takeover
+        # whose answer was lost) is found by the audit and acted on here.
+        self._claiming: dict[str, int] = {}
+        self._held: set[str] = set()
+        self._suspects: set[str] = set()
+        self._healthy_since: float | None = None  # since when the beats have succeeded
         self._finishing = asyncio.Event()
         self._topics: dict[str, int] = {}
         self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
         self._subscribed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._recalls: set[asyncio.Future[None]] = set()  # after the pub/sub reconnected
         self._down = False
         self._closed = False
         self._started = False
@@ -202,7 +228,10 @@ class RedisState:
             self._recall_script = client.register_script(_scripts.RECALL)
             self._take_over_script = client.register_script(_scripts.TAKE_OVER)
             self._unclaim_script = client.register_script(_scripts.UNCLAIM)
+            self._work_script = client.register_script(_scripts.WORK)
+            self._beat_script = client.register_script(_scripts.BEAT)
             await self._beat()
+            self._healthy_since = self._clock()
         except StateUnavailableError:
             if self._own_client:
                 await self._close_client()
@@ -213,23 +242,27 @@ class RedisState:
         self._tasks = [
             asyncio.create_task(self._listen(), name="d360calling-fleet-listen"),
             asyncio.create_task(self._heartbeats(), name="d360calling-fleet-heartbeat"),
+            asyncio.create_task(self._caretaker(), name="d360calling-fleet-takeover"),
             asyncio.create_task(self._finisher(), name="d360calling-fleet-finish"),
         ]
-        await self.take_over_dead_workers()
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._finishing.set()
-        for task in self._tasks:
+        running = [*self._tasks, *self._recalls]
+        for task in running:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2.0)
+        if running:
+            await asyncio.wait(running, timeout=2.0)
         if self._started:
             with contextlib.suppress(StateUnavailableError):
                 await self._report_finished()
         if self._pubsub is not None:
+            self._untrack_reconnects()
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._pubsub.aclose()
         for futures in self._confirmations.values():
@@ -248,8 +281,10 @@ class RedisState:
     # -- the receiver's steps -------------------------------------------------------------
 
     async def claim(self, body: bytes, claims: Sequence[EventClaim]) -> list[bool]:
+        token = f"{self.worker}|{secrets.token_hex(6)}"
         spec = {
             "w": self.worker,
+            "t": token,
             "wk": self._work_key,
             "dt": self._dedupe_ms,
             "kt": self._kept_ms,
@@ -267,24 +302,40 @@ class RedisState:
             ],
         }
         script = self._running()._claim_script
+        fields = [self._field(claim) for claim in claims]
+        for field in fields:
+            self._claiming[field] = self._claiming.get(field, 0) + 1
         # Shielded: a claim cancelled in flight may still run in Redis; if it did, what it
-        # claimed is taken back, so the redelivery of this delivery is acted on.
+        # claimed is taken back, so the redelivery of this delivery is acted on. A claim
+        # that fails (Redis unreachable, its answer lost) may have run too: what it won is
+        # then work in Redis this process does not know it holds, which the audit finds.
         attempt = asyncio.ensure_future(self._call(script(args=[dumps(spec), body])))
         try:
             reply = await asyncio.shield(attempt)
         except asyncio.CancelledError:
-            attempt.add_done_callback(lambda done: self._unclaim_later(done, claims))
+            attempt.add_done_callback(lambda done: self._unclaim_later(done, claims, token))
             raise
+        finally:
+            for field in fields:
+                left = self._claiming.get(field, 1) - 1
+                if left:
+                    self._claiming[field] = left
+                else:
+                    self._claiming.pop(field, None)
         if not isinstance(reply, list) or len(reply) != 3 * len(claims):
             raise StateUnavailableError(f"{self.where} answered a claim with something else")
         fresh: list[bool] = []
         for claim, (won, version, data) in zip(claims, _triples(reply), strict=True):
             fresh.append(won == 1)
+            if won == 1:
+                self._held.add(self._field(claim))
             if claim.call_id is not None:
                 self._remember(claim.call_id, _version(version), data)
         return fresh
 
-    def _unclaim_later(self, done: asyncio.Future[Any], claims: Sequence[EventClaim]) -> None:
+    def _unclaim_later(
+        self, done: asyncio.Future[Any], claims: Sequence[EventClaim], token: str
+    ) -> None:
         if done.cancelled() or done.exception() is not None or self._closed:
             return
         reply = done.result()
@@ -299,7 +350,7 @@ class RedisState:
         ]
         if not won:
             return
-        args = [self.worker, self._work_key]
+        args = [token, self._work_key]
         for claim in won:
             args += ["" if claim.key is None else f"{self._base}d:{claim.key}", self._field(claim)]
         task = asyncio.ensure_future(self._call(self._unclaim_script(args=args)))
@@ -315,14 +366,15 @@ class RedisState:
                 known = await self._read(call_id)
             version, before = known
             after = _fold(before or CallRecord(call_id=call_id), event)
+            new_version = secrets.token_hex(8)
             reply = await self._call(
                 script(
                     keys=[key],
-                    args=[str(version), str(version + 1), encode_record(after), self._record_ms],
+                    args=[version, new_version, encode_record(after), self._record_ms],
                 )
             )
             if isinstance(reply, list) and reply and reply[0] == 1:
-                self._cache(call_id, version + 1, after)
+                self._cache(call_id, new_version, after)
                 return before, after
             if not isinstance(reply, list) or len(reply) != 3:
                 raise StateUnavailableError(f"{self.where} answered an update with something else")
@@ -334,7 +386,7 @@ class RedisState:
     async def record(self, call_id: str) -> CallRecord | None:
         return (await self._read(call_id))[1]
 
-    async def _read(self, call_id: str) -> tuple[int, CallRecord | None]:
+    async def _read(self, call_id: str) -> tuple[str, CallRecord | None]:
         """What Redis holds for the call (a value of another kind: none), now cached."""
         stored = await self._call(
             self._running()._read_script(keys=[self._record_key(call_id)], args=[])
@@ -344,9 +396,11 @@ class RedisState:
         return self._remember(call_id, _version(stored[0]), stored[1], replace=True)
 
     async def finish(self, claim: EventClaim) -> None:
-        self._unfinished[self._field(claim)] = None
+        field = self._field(claim)
+        self._held.discard(field)
+        self._unfinished[field] = None
         while len(self._unfinished) > _MAX_UNFINISHED:
-            self._unfinished.popitem(last=False)  # taken over again after a restart, at worst
+            self._unfinished.popitem(last=False)  # acted on again (the audit), at worst
         self._finishing.set()
 
     async def watch(self, topic: str) -> None:
@@ -364,6 +418,7 @@ class RedisState:
         try:
             if not count:
                 await self._call(self._pubsub.subscribe(channel))
+                self._track_reconnects()
                 self._subscribed.set()
             await asyncio.wait_for(confirmed, _WATCH_TIMEOUT)
         except (Exception, asyncio.CancelledError) as exc:
@@ -448,31 +503,104 @@ class RedisState:
             _log.warning(
                 "worker %s stopped beating: %d unfinished events taken over", other, len(work)
             )
-            if self._listener is not None and work:
-                self._listener.recovered(work)
+            self._hand_over(work)
         return taken
+
+    async def audit(self) -> int:
+        """Act on work Redis lists as this worker's that this process does not know it
+        holds (a claim, or a takeover, that ran in Redis and whose answer was lost); how many
+        events. A field counts only when it was unknown at the previous audit too, so a claim
+        whose answer is on its way is never mistaken for one (the caretaker task audits every
+        ``heartbeat_interval``)."""
+        script = self._running()._work_script
+        fields = await self._call(script(keys=[self._work_key], args=[]))
+        if not isinstance(fields, list):
+            return 0
+        known = self._held | set(self._claiming) | set(self._unfinished)
+        unknown = {
+            field.decode(errors="replace") for field in fields if isinstance(field, bytes)
+        } - known
+        orphans, self._suspects = sorted(unknown & self._suspects), unknown - self._suspects
+        if not orphans:
+            return 0
+        reply = await self._call(script(keys=[self._work_key], args=orphans))
+        if not isinstance(reply, list):
+            return 0
+        work = [
+            (field.decode(errors="replace"), payload)
+            for field, payload in _pairs(reply)
+            if isinstance(field, bytes) and isinstance(payload, bytes)
+        ]
+        work = [(field, payload) for field, payload in work if field not in self._held]
+        if work:
+            _log.warning(
+                "%d events this worker claimed without hearing the answer: acted on now",
+                len(work),
+            )
+            self._hand_over(work)
+        return len(work)
+
+    def _hand_over(self, work: list[tuple[str, bytes]]) -> None:
+        """Work that is now this worker's, to its receiver."""
+        if not work:
+            return
+        self._held.update(field for field, _ in work)
+        if self._listener is not None:
+            try:
+                self._listener.recovered(work)
+            except Exception:  # the receiver's failure must not stop the caretaker
+                _log.exception("%s: work taken over could not be handed over", self.where)
 
     # -- background -----------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        client = self._client
-        assert client is not None
-        workers_key = f"{self._base}workers"
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.set(f"{self._base}hb:{self.worker}", b"1", px=self._worker_ms)
-            pipe.sadd(workers_key, self.worker)
-            # As long as the work it lists: a fleet that stopped leaves nothing behind.
-            pipe.pexpire(workers_key, self._dedupe_ms)
-            await self._call(pipe.execute())
+        # The set of workers lives as long as the work it lists: a fleet that stopped leaves
+        # nothing behind.
+        await self._call(
+            self._beat_script(
+                keys=[f"{self._base}hb:{self.worker}", f"{self._base}workers"],
+                args=[self.worker, self._worker_ms, self._dedupe_ms],
+            )
+        )
 
     async def _heartbeats(self) -> None:
+        """Beat every ``heartbeat_interval``, on its own: a slow takeover never delays it."""
         while not self._closed:
             await self._sleep(self._heartbeat)
             try:
                 await self._beat()
+            except StateUnavailableError:
+                self._healthy_since = None  # logged once per outage by _call
+            else:
+                if self._healthy_since is None:
+                    self._healthy_since = self._clock()
+
+    async def _caretaker(self) -> None:
+        """Take over dead workers' work and audit this worker's, every
+        ``heartbeat_interval`` - but only after ``worker_timeout`` seconds of beats that
+        succeeded: after an outage every heartbeat has lapsed, and the others need one beat
+        to show they are alive."""
+        while not self._closed:
+            await self._sleep(self._heartbeat)
+            since = self._healthy_since
+            if since is None or self._clock() - since < self._worker_ms / 1000:
+                continue
+            try:
                 await self.take_over_dead_workers()
+                await self.audit()
             except StateUnavailableError:
                 pass  # logged once per outage by _call
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._closed:
+            return
+        error = task.exception()
+        _log.error(
+            "%s: the fleet's background task %s stopped: %s",
+            self.where,
+            task.get_name(),
+            None if error is None else f"{type(error).__name__}: {str(error)[:200]}",
+        )
 
     async def _finisher(self) -> None:
         while not self._closed:
@@ -511,10 +639,14 @@ class RedisState:
                 continue
             pauses = iter(_RESUBSCRIBE_PAUSES)
             if message is not None:
-                self._on_message(message)
+                try:
+                    self._on_message(message)
+                except Exception:  # a listener's failure must not stop the listening
+                    _log.exception("%s: a message from Redis could not be handled", self.where)
 
     async def _resubscribe(self) -> None:
         """A new pub/sub connection with every watched topic (the old one failed)."""
+        self._untrack_reconnects()
         with contextlib.suppress(*_REDIS_ERRORS):
             await self._pubsub.aclose()
         self._pubsub = self._running_client().pubsub()
@@ -524,6 +656,48 @@ class RedisState:
                 await self._call(self._pubsub.subscribe(*channels))
             except StateUnavailableError:
                 return
+            self._track_reconnects()
+            self._recall_soon()
+
+    def _track_reconnects(self) -> None:
+        connection = getattr(self._pubsub, "connection", None)
+        if connection is not None:
+            connection.register_connect_callback(self._reconnected)
+
+    def _untrack_reconnects(self) -> None:
+        """The pub/sub connection goes back to the pool, for any command: it must not recall
+        the watched topics each time it connects again."""
+        connection = getattr(self._pubsub, "connection", None)
+        if connection is not None:
+            connection.deregister_connect_callback(self._reconnected)
+
+    def _reconnected(self, _: object) -> None:
+        """redis-py made the pub/sub connection again and subscribed again by itself: what
+        was published meanwhile was not heard, so read what was kept."""
+        self._recall_soon()
+
+    def _recall_soon(self) -> None:
+        if self._closed or self._listener is None:
+            return
+        task = asyncio.ensure_future(self._recall_watched())
+        self._recalls.add(task)
+        task.add_done_callback(self._recalls.discard)
+        task.add_done_callback(_retrieved)
+
+    async def _recall_watched(self) -> None:
+        await self._sleep(self._finish_delay)  # after redis-py's own resubscription
+        for topic in list(self._topics):
+            try:
+                kept = await self.recall(topic)
+            except StateUnavailableError:
+                return
+            for payload in kept:
+                if self._listener is None:
+                    return
+                try:
+                    self._listener.heard(payload)
+                except Exception:  # as for a message heard: the others are still fed
+                    _log.exception("%s: an event recalled could not be handled", self.where)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind, channel, data = message.get("type"), message.get("channel"), message.get("data")
@@ -598,12 +772,10 @@ class RedisState:
         return claim.work
 
     def _remember(
-        self, call_id: str, version: int, data: object, *, replace: bool = False
-    ) -> tuple[int, CallRecord | None]:
-        """Cache what Redis holds for a call (unless a newer version is cached already)."""
-        known = self._records.get(call_id)
-        if known is not None and known[0] >= version and not replace:
-            return known
+        self, call_id: str, version: str, data: object, *, replace: bool = True
+    ) -> tuple[str, CallRecord | None]:
+        """Cache what Redis just said it holds for a call (versions are tokens, not counters:
+        what Redis says is the newest)."""
         record = None
         if isinstance(data, bytes):
             record = decode_record(data, call_id) if len(data) <= _MAX_RECORD_BYTES else None
@@ -615,7 +787,7 @@ class RedisState:
         self._cache(call_id, version, record)
         return version, record
 
-    def _cache(self, call_id: str, version: int, record: CallRecord | None) -> None:
+    def _cache(self, call_id: str, version: str, record: CallRecord | None) -> None:
         self._records[call_id] = (version, record)
         self._records.move_to_end(call_id)
         while len(self._records) > _RECORD_CACHE:
@@ -649,15 +821,13 @@ def _check_topic(topic: object) -> None:
         raise InvalidRequestError(f"a topic is a str of 1 to {MAX_TOPIC_LENGTH} characters")
 
 
-def _version(value: object) -> int:
-    """A record's version as Redis holds it; a value that is not ours (anything but 1 to 18
-    digits without a leading zero, as the compare-and-set script reads it too) counts as
-    none."""
-    if isinstance(value, bytes) and value.isdigit() and len(value) < 19 and value[:1] != b"0":
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return 0
+def _version(value: object) -> str:
+    """A record's version as Redis holds it; a value that is not ours (anything but 1 to 64
+    ASCII letters and digits, as the compare-and-set script reads it too) counts as none,
+    ``"0"``."""
+    if isinstance(value, bytes) and 0 < len(value) <= 64 and value.isascii() and value.isalnum():
+        return value.decode("ascii")
+    return "0"
 
 
 def _triples(reply: list[Any]) -> list[tuple[Any, Any, Any]]:

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ("CLAIM", "COMPARE_AND_SET", "READ", "RECALL", "TAKE_OVER", "UNCLAIM")
+__all__ = ("BEAT", "CLAIM", "COMPARE_AND_SET", "READ", "RECALL", "TAKE_OVER", "UNCLAIM", "WORK")
 
 # A value of another kind under one of our keys (another program's, a corrupt one) is
 # treated as absent: a record as none (its data read as '', which the caller logs), a work
 # hash or a kept list replaced when written.
 
-# ARGV[1]: a JSON spec {w: worker, wk: work hash, dt: dedupe ttl ms, kt: kept ttl ms,
-# km: kept per topic, e: [{d: dedupe key or "", f: work field, i: index, r: record key or
-# "", p: [channels], k: [kept lists]}]}; ARGV[2]: the delivery's body.
+# ARGV[1]: a JSON spec {w: worker, t: this attempt's token, wk: work hash, dt: dedupe ttl
+# ms, kt: kept ttl ms, km: kept per topic, e: [{d: dedupe key or "", f: work field, i:
+# index, r: record key or "", p: [channels], k: [kept lists]}]}; ARGV[2]: the delivery's
+# body. A claim key holds the token of the attempt that won it, so the same attempt run
+# again (redis-py sends it again when the connection dropped before the answer) still wins.
 # Returns, per event: 1/0 (claimed here or not), the record's version and data (or false).
 CLAIM: Final = """
 local spec = cjson.decode(ARGV[1])
@@ -27,7 +29,12 @@ if work_kind ~= 'hash' and work_kind ~= 'none' then redis.call('DEL', spec.wk) e
 for _, e in ipairs(spec.e) do
   local fresh = 1
   if e.d ~= '' then
-    if not redis.call('SET', e.d, spec.w, 'NX', 'PX', spec.dt) then fresh = 0 end
+    if not redis.call('SET', e.d, spec.t, 'NX', 'PX', spec.dt) then
+      fresh = 0
+      if redis.call('TYPE', e.d).ok == 'string' and redis.call('GET', e.d) == spec.t then
+        fresh = 1
+      end
+    end
   end
   local ver, data = false, false
   if e.r ~= '' then
@@ -70,18 +77,18 @@ return {false, ''}
 """
 
 # KEYS[1]: the record; ARGV: expected version ("0": none), new version, data, ttl ms.
-# A stored version that is not a canonical number (1 to 18 digits, no leading zero) counts
-# as "0", as the caller reads it, so a corrupt one is overwritten rather than retried.
-# Returns {1} when set, else {0, current version, current data}.
+# Versions are random tokens, not counters: after Redis lost its data, a version a worker
+# remembers can never match a new record's by chance. A stored version that is not one of
+# ours counts as "0", as the caller reads it, so a corrupt one is
+# overwritten rather than retried (a version is 1 to 64 letters and digits). Returns {1}
+# when set, else {0, version, data}.
 COMPARE_AND_SET: Final = """
 local kind = redis.call('TYPE', KEYS[1]).ok
 local ver, data = '0', false
 if kind == 'hash' then
   local got = redis.call('HMGET', KEYS[1], 'ver', 'data')
   ver, data = got[1], got[2]
-  if type(ver) ~= 'string' or #ver > 18 or not string.match(ver, '^[1-9]%d*$') then
-    ver = '0'
-  end
+  if type(ver) ~= 'string' or #ver > 64 or not string.match(ver, '^%w+$') then ver = '0' end
 end
 if ver ~= ARGV[1] then return {0, ver, data} end
 if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
@@ -109,9 +116,9 @@ if #all > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 return all
 """
 
-# ARGV[1]: worker, ARGV[2]: work hash, then dedupe key / work field pairs: what a claim that
-# was cancelled in flight recorded, taken back (only claims this worker holds; the caller
-# names only the events that claim won).
+# ARGV[1]: the claim attempt's token, ARGV[2]: work hash, then dedupe key / work field
+# pairs: what a claim that was cancelled in flight recorded, taken back (only keys that
+# attempt holds; the caller names only the events it won).
 UNCLAIM: Final = """
 local work_kind = redis.call('TYPE', ARGV[2]).ok
 if work_kind ~= 'hash' and work_kind ~= 'none' then redis.call('DEL', ARGV[2]) end
@@ -132,4 +139,31 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'list' then return redis.call('LRANGE', KEYS[1], 0, -1) end
 if kind == 'none' then return {} end
 return false
+"""
+
+# KEYS[1]: this worker's work; ARGV: fields, or none for every field. Returns field/value
+# pairs (for the work a worker finds it holds without knowing: a claim or a takeover whose
+# answer was lost), an empty list for a value of another kind.
+WORK: Final = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return {} end
+if #ARGV == 0 then return redis.call('HKEYS', KEYS[1]) end
+local out = {}
+for _, field in ipairs(ARGV) do
+  local payload = redis.call('HGET', KEYS[1], field)
+  if payload then
+    out[#out + 1] = field
+    out[#out + 1] = payload
+  end
+end
+return out
+"""
+
+# KEYS[1]: this worker's heartbeat, [2] the set of workers; ARGV: worker, heartbeat ttl ms,
+# the set's ttl ms. A set of another kind is replaced (it would stop every worker beating).
+BEAT: Final = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+if redis.call('TYPE', KEYS[2]).ok ~= 'set' then redis.call('DEL', KEYS[2]) end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
 """

@@ -410,7 +410,8 @@ class WebhookReceiver:
                 "callback_timeouts",
                 "cancelled",  # callbacks cancelled by close()
                 "heard",  # events of watched calls and users heard from other workers
-                "recovered",  # events a dead worker claimed, acted on here
+                "recovered",  # events a dead worker claimed, or whose claim's answer was
+                # lost, acted on here
                 "state_errors",  # record updates or finishes the state failed
             ),
             0,
@@ -967,8 +968,9 @@ class WebhookReceiver:
         if taken:
             self.stats["recovered"] += taken
             _log.warning(
-                "webhook receiver took over %d events of a dead worker (%d wait for room in "
-                "the callback budget)",
+                "webhook receiver acting on %d events it claimed without running them (a "
+                "dead worker's, or a claim whose answer was lost; %d wait for room in the "
+                "callback budget)",
                 taken,
                 len(self._recovering),
             )
