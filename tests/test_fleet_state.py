@@ -665,3 +665,38 @@ async def test_applying_an_event_again_changes_nothing() -> None:
         again = await folded([*events, events[repeated]])
         assert again == once
     assert once.events == ("connect", "status:RINGING", "terminate")
+
+
+@pytest.mark.asyncio
+async def test_a_script_redis_has_lost_is_loaded_again(make_state: MakeState, raw: Any) -> None:
+    a = await make_state()
+    claim = EventClaim(key="call_connect:flushed", work="call_connect:flushed", index=0)
+    raw.script_flush()  # as after a restart: Redis knows none of the scripts
+    assert await a.claim(b"body", [claim]) == [True]
+    assert await a.claim(b"body", [claim]) == [False]
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_deliveries_beyond_the_pool_waits_for_connections_not_503(
+    redis_url: str,
+) -> None:
+    # redis-py's default pool fails a command past 100 connections: a burst of webhooks
+    # would be answered 503 with an "outage" logged. The state's pool makes them wait.
+    from d360calling.webhooks import WebhookReceiver, signature
+
+    state = RedisState(redis_url, max_connections=8)
+    receiver = WebhookReceiver(signing_secret="burst", max_age=None, state=state)
+    await receiver.start()
+    try:
+        bodies = [inbound_connect(f"wacid.BURST{i}") for i in range(300)]
+        replies = await asyncio.gather(
+            *(
+                receiver.receive({"x-360dialog-signature": signature("burst", body)}, body)
+                for body in bodies
+            )
+        )
+        assert [reply.status for reply in replies] == [200] * len(bodies)
+        assert await receiver.drain(30)
+        assert receiver.stats["unavailable"] == 0
+    finally:
+        await receiver.close()
