@@ -659,10 +659,10 @@ class AsyncClient:
                 ``max_retries``).
 
         Returns:
-            The decision (``allowed``), why not (``reason``: no permission, expired, call
-            limit used up, request limit reached), what to do next (``next_step``: call,
-            send a permission request, wait until ``retry_at``) and the read itself
-            (``permissions``).
+            CallDecision: whether you may call now (``allowed``); if not, why (``reason``, one
+            of no permission, expired, call limit used up, request limit reached); what to
+            do next (``next_step``, one of call, send a permission request, wait until
+            ``retry_at``); and the read itself (``permissions``).
 
         Raises:
             InvalidRequestError: Bad input: ``user`` is not a phone number nor a

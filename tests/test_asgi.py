@@ -629,3 +629,54 @@ def test_under_uvicorn_bodies_over_the_cap_and_compressed_ones_are_refused() -> 
         small = inbound_connect()
         assert post(port, small, signed(small))[0] == 200  # the server is still fine
     assert (receiver.stats["too_large"], receiver.stats["unsupported_encoding"]) == (2, 1)
+
+
+# -- framing that would slip past the bounds, and framework routes ------------------------------
+
+
+@pytest.mark.asyncio
+async def test_content_length_with_transfer_encoding_is_a_400_unread() -> None:
+    # h11 (plain uvicorn, Hypercorn) lets the chunked framing win: a "Content-Length: 0"
+    # would reserve nothing of max_reading_bytes while the body brought max_body_bytes.
+    receiver = Recorder().receiver(max_body_bytes=1_000, max_reading_bytes=2_500)
+    headers = {"Content-Length": "0", "Transfer-Encoding": "chunked"}
+    answer = await Request(unread(), headers).run(receiver.asgi())
+    assert answer.status == 400
+    assert b"Content-Length and Transfer-Encoding" in answer.body
+    await receiver.close()
+
+
+@pytest.mark.asyncio
+async def test_a_body_longer_than_its_content_length_is_refused_at_its_declared_length() -> None:
+    recorder = Recorder()
+    receiver = recorder.receiver(max_body_bytes=1_000)
+    body = connects(1, "wacid.LONG")
+    request = Request([body], {**signed(body), "Content-Length": "10"})
+    answer = await request.run(receiver.asgi())
+    assert answer.status == 413
+    assert recorder.events == []
+    await receiver.close()
+
+
+@pytest.mark.asyncio
+async def test_a_starlette_route_at_another_path_is_served_with_asgi_none() -> None:
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    recorder = Recorder()
+    receiver = recorder.receiver()
+    body = connects(1, "wacid.ROUTE")
+    routed = Starlette(routes=[Route("/hooks/360", receiver.asgi(None), methods=["POST"])])
+    answer = await Request([body], signed(body), path="/hooks/360").run(routed)  # type: ignore[arg-type]
+    assert answer.status == 200
+    assert await receiver.drain(5)
+    assert len(recorder.events) == 1
+    assert isinstance(recorder.events[0], CallConnectEvent)
+    assert recorder.events[0].call_id.startswith("wacid.ROUTE")
+    # With its own path left at /webhook, the 404 says how to fix it.
+    strict = Starlette(routes=[Route("/hooks/360", receiver.asgi(), methods=["POST"])])
+    again = await Request([body], signed(body), path="/hooks/360").run(strict)  # type: ignore[arg-type]
+    assert again.status == 404
+    assert b"receiver.asgi(None)" in again.body
+    await receiver.close()

@@ -86,6 +86,16 @@ class WebhookASGIApp:
 
     async def _reply(self, scope: ASGIScope, receive: ASGIReceive) -> WebhookReply:
         if self.path is not None and _route_path(scope) != self.path:
+            if scope.get("endpoint") is self:
+                # A framework's Route sent it here (it matched the path itself) but this app
+                # checks its own: say how to serve where the framework routes it.
+                return WebhookReply(
+                    404,
+                    f"not found: this app serves {self.path} (receiver.asgi(None) serves "
+                    "whatever path a framework routes to it)",
+                    {"Connection": "close"},
+                    close=True,
+                )
             return _NOT_FOUND
         if scope.get("method") != "POST":
             return _NOT_ALLOWED

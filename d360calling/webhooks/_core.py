@@ -105,10 +105,20 @@ def content_encoding(headers: Mapping[str, str]) -> str | None:
 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
-    """The Content-Length the request declares (``None``: none, the body is chunked)."""
+    """The Content-Length the request declares (``None``: none, the body is chunked). A
+    request with a Transfer-Encoding as well is refused (RFC 9112 6.3: its framing is not
+    one thing): otherwise a ``Content-Length: 0`` would reserve nothing of the bodies read at
+    once while its chunked body brings up to ``max_body_bytes``."""
     value = headers.get("Content-Length")
     if value is None:
         return None
+    if headers.get("Transfer-Encoding") is not None:
+        raise _Refusal(
+            "invalid",
+            400,
+            "a request may not carry both Content-Length and Transfer-Encoding",
+            unread=True,
+        )
     value = value.strip()
     if not value.isascii() or not value.isdigit():
         raise _Refusal(

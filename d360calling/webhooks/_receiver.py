@@ -565,9 +565,9 @@ class WebhookReceiver:
                 )
             self._reading_bytes += reserve
             try:
-                data = await asyncio.wait_for(
-                    read_up_to(body, self.max_body_bytes), self.body_timeout
-                )
+                # Never more than it reserved: a body longer than its declared length is
+                # refused as the one too large it is.
+                data = await asyncio.wait_for(read_up_to(body, reserve), self.body_timeout)
             except asyncio.TimeoutError:
                 raise _Refusal(
                     "body_timeouts",
@@ -663,7 +663,8 @@ class WebhookReceiver:
         path), with no dependency: run it under uvicorn (or any ASGI server), mount it in
         Starlette or FastAPI (``app.mount("/hooks", receiver.asgi())`` serves
         ``/hooks/webhook``), or make it the endpoint of a Starlette route
-        (``Route("/webhook", receiver.asgi(), methods=["POST"])``). Run on its own, it calls
+        (``Route("/hooks/360", receiver.asgi(None), methods=["POST"])``: ``None``, as the
+        route has matched the path already). Run on its own, it calls
         :meth:`start` on the server's startup and :meth:`close` on its shutdown (the ASGI
         lifespan); mounted or routed, it is not passed the lifespan: call them from the
         app's own (see ``docs/webhooks.md``). For a route handler of your own, see
