@@ -41,6 +41,7 @@ from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from ._converter import encode, make_converter
 from ._options import ClientOptionChanges, ClientOptions
 from ._redact import hide_userinfo
+from ._transport import os_error_reason
 from ._validation import is_loopback
 from ._version import __version__
 from .errors import (
@@ -1132,8 +1133,7 @@ async def _run_place(args: argparse.Namespace, offer: str) -> int:
         try:
             await web.TCPSite(runner, host, port).start()
         except (OSError, OverflowError, ValueError, UnicodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise BadInput(f"cannot listen on {host}:{port}: {reason}") from None
+            raise BadInput(f"cannot listen on {host}:{port}: {_listen_failure(exc)}") from None
         async with AsyncClient(options=options_from_args(args)) as client:
             return await _follow_call(args, receiver, client, offer)
     finally:
@@ -1217,6 +1217,32 @@ def _shown_url(url: str) -> str:
     return _clean(hide_userinfo(url))
 
 
+def _listen_failure(exc: BaseException) -> str:
+    """Why an address cannot be listened on, once: ``address already in use``, not asyncio's
+    "error while attempting to bind on address (...): address already in use"."""
+    return os_error_reason(exc) or str(exc)
+
+
+# Listening on these is listening on every interface; a client on this machine reaches it on
+# the loopback address of the same family (a client refuses plain http to 0.0.0.0).
+_UNSPECIFIED = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _reachable_url(url: str, host: str) -> str:
+    """``url`` (the fake's) with an unspecified ``host`` shown as the loopback address."""
+    loopback = _UNSPECIFIED.get(_canonical_ip(host))
+    if loopback is None:
+        return url
+    return str(yarl.URL(url).with_host(loopback)).rstrip("/")
+
+
+def _canonical_ip(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
 def _curl_lines(url: str, key_header: str) -> list[str]:
     return [
         "  a user calls in (every /_fake/ route: d360calling fake-server --help):",
@@ -1233,10 +1259,13 @@ def _banner(
     # The default key is public; one given with --api-key is not repeated on screen.
     shown_key = public_key or "<your --api-key>"
     key_header = f"'D360-API-KEY: {public_key}'" if public_key else '"D360-API-KEY: $D360_API_KEY"'
-    lines = [
-        f"fake 360dialog Calling API on {url} (Ctrl-C to stop)",
-        f"  export D360_BASE_URL={url} D360_API_KEY={shown_key}",
-        *_curl_lines(url, key_header),
+    shown = _reachable_url(url, args.host)
+    lines = [f"fake 360dialog Calling API on {shown} (Ctrl-C to stop)"]
+    if shown != url:
+        lines.append(f"  listening on all interfaces ({args.host}); on this machine: {shown}")
+    lines += [
+        f"  export D360_BASE_URL={shown} D360_API_KEY={shown_key}",
+        *_curl_lines(shown, key_header),
     ]
     if not args.webhook_url:
         lines.append("  webhooks are recorded, not sent: give --webhook-url to receive them")
@@ -1323,11 +1352,17 @@ async def _run_fake_server(args: argparse.Namespace) -> int:
         await fake.start_async()
     except (OSError, OverflowError, ValueError, UnicodeError) as exc:
         # Address in use, no such host, a port the OS refuses: what was asked for, not a bug.
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise BadInput(f"cannot listen on {args.host}:{args.port}: {reason}") from None
+        await fake.close_async()
+        raise BadInput(
+            f"cannot listen on {args.host}:{args.port}: {_listen_failure(exc)}"
+        ) from None
+    except BaseException:  # Ctrl-C while it starts: nothing left half started
+        await fake.close_async()
+        raise
     stop = asyncio.Event()
     # Ctrl-C and SIGTERM (kill, a service manager) both stop it the same clean way.
     with _on_signals(stop.set, signal.SIGINT, signal.SIGTERM):
+        args.serving = True  # from here Ctrl-C is how it is meant to stop (exit 0)
         try:
             public_key = fake.api_key if api_key == DEFAULT_API_KEY else None
             print("\n".join(_banner(fake.url, args, public_key, list(headers))), flush=True)
@@ -1403,6 +1438,20 @@ def _run_sdp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_NEEDS_THE_FAKE = ("demo", "fake-server")
+
+
+def _missing_extra(args: argparse.Namespace, exc: ImportError) -> str | None:
+    """What to say when a command that runs the fake lacks the testing extra (jsonschema,
+    jsonschema-rs), or ``None`` for any other import failure (a bug: its traceback)."""
+    if args.command not in _NEEDS_THE_FAKE or (exc.name or "").startswith("d360calling"):
+        return None
+    hint = 'pip install "d360calling[testing]"'
+    text = str(exc)
+    detail = "" if "d360calling[testing]" in text else f" ({_one_line(text)})"
+    return f"{args.command} runs the fake API, which needs the testing extra: {hint}{detail}"
+
+
 def _quiet_stdout() -> None:
     """After a closed stdout: point it at the null device, so that Python's last flush at
     exit does not complain about the pipe again."""
@@ -1434,8 +1483,10 @@ def _main(argv: Sequence[str] | None) -> int:
     global _secrets
     arguments = sys.argv[1:] if argv is None else list(argv)
     _secrets = _secrets_in(arguments)
-    args = _parser().parse_args(arguments)
+    args = argparse.Namespace(command=None)  # until parsed: Ctrl-C may come first
     try:
+        args = _parser().parse_args(arguments)
+        args.serving = False  # fake-server: set once it serves
         _check_options(args)
         run: Coroutine[Any, Any, int]
         if args.command == "fake-server":
@@ -1452,10 +1503,16 @@ def _main(argv: Sequence[str] | None) -> int:
             run = _run_api(args, _api_call(args))
         return asyncio.run(run)
     except KeyboardInterrupt:
-        if args.command == "fake-server":
+        if args.command == "fake-server" and getattr(args, "serving", False):
             return EXIT_OK  # Ctrl-C is how it is meant to stop
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ImportError as exc:
+        missing = _missing_extra(args, exc)
+        if missing is None:
+            raise
+        print(f"d360calling: {missing}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except _Terminated:
         print("terminated", file=sys.stderr)
         return EXIT_TERMINATED

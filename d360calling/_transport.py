@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import socket
 import ssl
 import sys
 import zlib
@@ -226,7 +228,8 @@ class AsyncTransport:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             cls = APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
             failure = cls(
-                f"could not connect to {self._origin}: {self._describe(exc, headers)}",
+                f"could not connect to {self._origin}: "
+                f"{connect_failure_reason(exc) or self._describe(exc, headers)}",
                 method=method,
                 path=path,
                 request_may_have_been_sent=False,
@@ -452,6 +455,32 @@ class AsyncTransport:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+def os_error_reason(error: BaseException) -> str | None:
+    """What went wrong, once, e.g. ``connection refused``: the text of an :class:`OSError`'s
+    errno (asyncio's own text repeats the address), a DNS failure's own; ``None`` when there
+    is no short reason (an SSL error, "Multiple exceptions: ...")."""
+    if not isinstance(error, OSError) or isinstance(error, ssl.SSLError):
+        return None
+    if isinstance(error, socket.gaierror):
+        return error.strerror or None
+    if isinstance(error.errno, int) and error.errno > 0:
+        text = os.strerror(error.errno)
+        if not text.startswith("Unknown error"):
+            return text[:1].lower() + text[1:]  # a new string each time, as asyncio words it
+    return error.strerror or None
+
+
+def connect_failure_reason(error: BaseException) -> str | None:
+    """The short reason an aiohttp connection could not be made (:func:`os_error_reason` of
+    the OSError underneath), or ``None`` where aiohttp's own text says more: a certificate or
+    SSL failure, or a proxy that could not be reached (the text names the proxy)."""
+    if not isinstance(error, aiohttp.ClientConnectorError) or isinstance(
+        error, (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError)
+    ):
+        return None
+    return os_error_reason(error.os_error)
 
 
 class _Undecodable(Exception):

@@ -29,6 +29,7 @@ import aiohttp
 import attrs
 
 from .._redact import SecretURL
+from .._transport import connect_failure_reason
 from ..errors import InvalidRequestError
 from ..webhooks._auth import SIGNATURE_HEADER
 from ..webhooks._auth import signature as sign
@@ -421,7 +422,10 @@ class WebhookSender:
                 )
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 # The type and text only: no aiohttp object (it carries our headers) is kept.
-                delivery.status, delivery.error = None, f"{type(exc).__name__}: {exc}"[:500]
+                # A refused connection says so, once (aiohttp's text repeats the address).
+                reason = connect_failure_reason(exc)
+                delivery.status = None
+                delivery.error = reason or f"{type(exc).__name__}: {exc}"[:500]
             except Exception as exc:  # an aiohttp error of another kind (a malformed URL...)
                 delivery.status, delivery.error = None, f"{type(exc).__name__}: {exc}"[:500]
                 return

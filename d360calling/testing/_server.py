@@ -197,7 +197,8 @@ class FakeCallingAPI:
         """The base URL to give a client, e.g. ``http://127.0.0.1:54321``."""
         if self._served is None:
             raise RuntimeError("the fake server is not running")
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"http://{host}:{self.port}"
 
     async def start_async(self) -> FakeCallingAPI:
         """Start serving on the running event loop."""
