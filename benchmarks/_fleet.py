@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import resource
-import select
 import shutil
 import socket
 import statistics
@@ -51,6 +50,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+
+from tests.fleet_worker import WorkerNotReady, read_ready_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-fleet-secret"
@@ -131,19 +132,10 @@ class Worker:
     def read_ready(self, deadline: float) -> None:
         stdout = self.process.stdout
         assert stdout is not None
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeError(f"a worker did not start:\n{self.tail()}")
-            readable, _, _ = select.select([stdout], [], [], left)
-            if not readable:
-                continue
-            line = stdout.readline()
-            if not line:
-                raise RuntimeError(f"a worker exited:\n{self.tail()}")
-            if line.startswith("READY "):
-                self.port = int(line.split()[1])
-                return
+        try:
+            self.port = read_ready_port(stdout, deadline)
+        except WorkerNotReady as exc:
+            raise RuntimeError(f"a worker {exc}:\n{self.tail()}") from None
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -106,3 +107,13 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url, socket_timeout=10) as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[Any]:
+    """A plain (blocking) redis-py client on the test's Redis, to look at and tamper with
+    keys."""
+    import redis
+
+    with redis.Redis.from_url(redis_url, socket_timeout=10) as client:
+        yield client

@@ -33,11 +33,12 @@ import contextvars
 import hashlib
 import logging
 import re
+import select
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from aiohttp import web
 
@@ -54,7 +55,7 @@ from d360calling.webhooks import (
     WebhookReceiver,
 )
 
-__all__ = ("main",)
+__all__ = ("WorkerNotReady", "main", "read_ready_port")
 
 T = TypeVar("T")
 CallEvent = CallConnectEvent | CallStatusEvent | CallTerminateEvent
@@ -62,6 +63,28 @@ CallEvent = CallConnectEvent | CallStatusEvent | CallTerminateEvent
 _log = logging.getLogger("fleet_worker")
 _STEP: contextvars.ContextVar[str] = contextvars.ContextVar("fleet_worker_step", default="other")
 _ARM_TIMEOUT = 10.0  # seconds /arm waits for the wait to be in effect
+
+
+class WorkerNotReady(RuntimeError):
+    """A worker process exited, or did not print its READY line in time."""
+
+
+def read_ready_port(stdout: IO[str], deadline: float) -> int:
+    """The port a worker started with ``python -m tests.fleet_worker`` prints on its
+    ``READY <port>`` line (read from the parent's side, until ``deadline`` on the
+    ``time.monotonic()`` clock)."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WorkerNotReady("did not start in time")
+        readable, _, _ = select.select([stdout], [], [], left)
+        if not readable:
+            continue
+        line = stdout.readline()
+        if not line:
+            raise WorkerNotReady("exited")
+        if line.startswith("READY "):
+            return int(line.split()[1])
 
 
 def _metered_redis_state(

@@ -17,7 +17,6 @@ import contextlib
 import datetime
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from d360calling.testing import (
     WebhookDelivery,
 )
 from d360calling.webhooks import CallRecord
+
+from .fleet_worker import WorkerNotReady, read_ready_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "fleet-signing-secret"
@@ -98,18 +99,10 @@ def _logged_at(line: str) -> float:
 def _read_ready(worker: Worker, deadline: float) -> int:
     stdout = worker.process.stdout
     assert stdout is not None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"worker {worker.index} did not start:\n{worker.tail()}")
-        readable, _, _ = select.select([stdout], [], [], left)
-        if not readable:
-            continue
-        line = stdout.readline()
-        if not line:
-            raise AssertionError(f"worker {worker.index} exited:\n{worker.tail()}")
-        if line.startswith("READY "):
-            return int(line.split()[1])
+    try:
+        return read_ready_port(stdout, deadline)
+    except WorkerNotReady as exc:
+        raise AssertionError(f"worker {worker.index} {exc}:\n{worker.tail()}") from None
 
 
 @contextlib.contextmanager

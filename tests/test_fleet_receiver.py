@@ -173,12 +173,6 @@ async def fleet(redis_url: str) -> AsyncIterator[Fleet]:
         await made.close()
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Any:
-    with redis.Redis.from_url(redis_url, socket_timeout=10) as client:
-        yield client
-
-
 def fleet_messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [
         record.getMessage()

@@ -35,6 +35,7 @@ from d360calling.testing import FakeCallingAPI, sample_offer  # noqa: E402
 from d360calling.webhooks import CallOutcome  # noqa: E402
 from d360calling.webhooks._state import EventClaim, encode_payload  # noqa: E402
 
+from . import test_fleet_receiver  # noqa: E402
 from .test_fleet_receiver import (  # noqa: E402
     LOOPS,
     SECRET,
@@ -57,6 +58,8 @@ from .test_fleet_state import (  # noqa: E402
     outbound_terminate,
     until,
 )
+
+fleet = test_fleet_receiver.fleet  # the fixture: its servers and states, closed after the test
 
 FLEET_LOG = "d360calling.fleet"
 BEAT = QUIET["heartbeat_interval"]
@@ -254,21 +257,6 @@ async def workers(redis_url: str) -> AsyncIterator[MakeWorker]:
     yield make
     for state in made:
         await state.close()
-
-
-@pytest_asyncio.fixture
-async def fleet(redis_url: str) -> AsyncIterator[Fleet]:
-    made = Fleet(redis_url)
-    try:
-        yield made
-    finally:
-        await made.close()
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Any:
-    with redis.Redis.from_url(redis_url, socket_timeout=10) as client:
-        yield client
 
 
 def claim_key(claim: EventClaim) -> str:

@@ -247,13 +247,6 @@ async def make_state(redis_url: str) -> AsyncIterator[MakeState]:
         await state.close()
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Any:
-    """A plain (blocking) client on the test's Redis, to look at and tamper with keys."""
-    with redis.Redis.from_url(redis_url, socket_timeout=10) as client:
-        yield client
-
-
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll ``predicate`` (a check of something in the background) for up to ``timeout``."""
     loop = asyncio.get_running_loop()
