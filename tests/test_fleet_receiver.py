@@ -748,10 +748,14 @@ async def test_a_kept_list_of_another_kind_is_logged_ignored_and_replaced(
     waiting = asyncio.ensure_future(
         a.receiver.wait_for_permission(USER, timeout=None, message_id="wamid.REQ-BAD")
     )
-    await until(lambda: a.receiver.waiting == 1)  # recalled nothing, did not fail
-    assert fleet_messages(caplog, "holds a value of another kind")
-    assert (await fleet.post(b, permission_reply(context="wamid.REQ-BAD")))[0] == 200
-    result = await asyncio.wait_for(waiting, 10)
+    try:
+        await until(lambda: a.receiver.waiting == 1)  # recalled nothing, did not fail
+        assert fleet_messages(caplog, "holds a value of another kind")
+        assert (await fleet.post(b, permission_reply(context="wamid.REQ-BAD")))[0] == 200
+        result = await asyncio.wait_for(waiting, 10)
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
     assert result.outcome is PermissionOutcome.GRANTED_TEMPORARY
     assert raw.type(key) == b"list"
     assert raw.llen(key) == 1

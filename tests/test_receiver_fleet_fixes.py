@@ -215,6 +215,7 @@ async def test_a_reply_heard_while_the_wait_is_watching_ends_the_wait(
         receiver.wait_for_permission(PHONE, timeout=30, message_id=message_id)
     )
     await asyncio.wait_for(state.watch_began.wait(), 10)
+    assert receiver.waiting == 0  # not in effect until its watch is: tests wait on this
     # Another worker received the user's reply (one that answers no request, so it is not
     # remembered as an answer) and published it while this worker's watch was going on.
     receiver.heard(encode_payload(OTHER, 0, reply(context=None)))

@@ -341,6 +341,7 @@ class WebhookReceiver:
         self._started = False
         self._starting: asyncio.Lock | None = None
         self._heard: OrderedDict[str, None] = OrderedDict()
+        self._preparing = 0  # permission waits registered, still starting to watch
         # Work taken over from dead workers that waits for room in the budget: (work,
         # payload, body size), oldest first; it stays in the state until finished.
         self._recovering: deque[tuple[str, bytes, int]] = deque()
@@ -1102,10 +1103,15 @@ class WebhookReceiver:
 
         async def prepare() -> None:
             # Run with the waiter registered: what other workers publish from now on, and
-            # what they kept before, resolves it.
-            watched.extend(await self._watch(topics))
-            if request is not None:
-                await self._recall(f"msg:{request}")
+            # what they kept before, resolves it. Until it is done the wait is not counted
+            # in `waiting`: it may not hear other workers yet.
+            self._preparing += 1
+            try:
+                watched.extend(await self._watch(topics))
+                if request is not None:
+                    await self._recall(f"msg:{request}")
+            finally:
+                self._preparing -= 1
 
         try:
             return await self._waiters.wait(checked, seconds, request, prepare=prepare)
@@ -1251,8 +1257,9 @@ class WebhookReceiver:
 
     @property
     def waiting(self) -> int:
-        """Permission waits going on."""
-        return len(self._waiters)
+        """Permission waits going on and in effect (watching their topics of a shared
+        state, when there is one)."""
+        return len(self._waiters) - self._preparing
 
     @property
     def followed_calls(self) -> int:
